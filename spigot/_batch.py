@@ -1,0 +1,196 @@
+"""Input checking and the batch convention shared by every layer of the library.
+
+Every public function takes a single instance or a batch (leading axes) plus an optional
+``lengths`` array; numpy arrays are accepted and returned as numpy, torch tensors keep their
+device and dtype. :func:`as_batch` validates all of that once and returns a :class:`Batch`
+holding the flattened ``(B, *event_shape)`` tensor, and :meth:`Batch.restore` undoes the
+flattening on the way out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from spigot.polytopes.base import Polytope
+
+Array = torch.Tensor | np.ndarray
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A validated, flattened batch of instances of one polytope.
+
+    Attributes
+    ----------
+    values
+        Floating tensor of shape ``(B, *event_shape)`` on the caller's device.
+    lengths
+        ``None`` or an int64 CPU tensor of shape ``(B,)``.
+    batch_shape
+        The caller's leading axes (``()`` for a single instance).
+    event_shape
+        The trailing axes that make one instance.
+    as_numpy
+        Whether the caller passed numpy (outputs are then converted back).
+    slices
+        For each instance, the index slices of its valid (unpadded) region.
+    """
+
+    values: torch.Tensor
+    lengths: torch.Tensor | None
+    batch_shape: tuple[int, ...]
+    event_shape: tuple[int, ...]
+    as_numpy: bool
+    slices: tuple[tuple[slice, ...], ...]
+
+    @property
+    def size(self) -> int:
+        """Number of instances ``B``."""
+        return self.values.shape[0]
+
+    @property
+    def is_padded(self) -> bool:
+        """Whether some instance is smaller than the event shape."""
+        full = tuple(slice(0, n) for n in self.event_shape)
+        return any(_normalize(s, self.event_shape) != full for s in self.slices)
+
+    def mask(self) -> torch.Tensor:
+        """Boolean tensor ``(B, *event_shape)``, True on every valid entry."""
+        mask = torch.zeros(self.values.shape, dtype=torch.bool, device=self.values.device)
+        for i, sl in enumerate(self.slices):
+            mask[(i, *sl)] = True
+        return mask
+
+    def instance(self, i: int) -> np.ndarray:
+        """The valid region of instance ``i`` as a float64 numpy array (a copy)."""
+        return self.values[(i, *self.slices[i])].detach().cpu().numpy().astype(np.float64)
+
+    def instances(self) -> Iterator[np.ndarray]:
+        """Float64 numpy copies of the valid region of every instance, in batch order."""
+        values = self.values.detach().cpu().numpy().astype(np.float64, copy=False)
+        for i, sl in enumerate(self.slices):
+            yield np.array(values[(i, *sl)], dtype=np.float64)
+
+    def embed(self, parts: list[np.ndarray], trailing: tuple[int, ...] = ()) -> torch.Tensor:
+        """Place per-instance valid regions into a zero-padded float64 CPU tensor.
+
+        ``parts[i]`` has the shape of instance ``i``'s valid region (plus ``trailing`` axes,
+        placed after the event axes); the result has shape ``(B, *event_shape, *trailing)``.
+        """
+        out = np.zeros((self.size, *self.event_shape, *trailing), dtype=np.float64)
+        for i, (sl, part) in enumerate(zip(self.slices, parts)):
+            out[(i, *sl)] = part
+        return torch.from_numpy(out)
+
+    def restore(self, flat: torch.Tensor, event: bool = True) -> Array:
+        """Undo the flattening: ``(B, *rest)`` -> ``(*batch_shape, *rest)``.
+
+        The result takes the caller's device and, for event-shaped floating outputs
+        (``event=True``), the caller's dtype; numpy callers get numpy back.
+        """
+        flat = flat.to(self.values.device)
+        if event and flat.is_floating_point():
+            flat = flat.to(self.values.dtype)
+        out = flat.reshape(*self.batch_shape, *flat.shape[1:])
+        if self.as_numpy:
+            return out.detach().cpu().numpy()
+        return out
+
+
+def _normalize(sl: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(*s.indices(n)[:2]) for s, n in zip(sl, shape))
+
+
+def to_tensor(x: Any, name: str) -> tuple[torch.Tensor, bool]:
+    """Convert a tensor or numpy array to a floating tensor; return it and whether it was numpy."""
+    if isinstance(x, torch.Tensor):
+        tensor, as_numpy = x, False
+    elif isinstance(x, np.ndarray):
+        tensor, as_numpy = torch.from_numpy(x), True
+    else:
+        raise TypeError(
+            f"{name} must be a torch.Tensor or a numpy.ndarray, got {type(x).__name__}"
+        )
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise TypeError(f"{name} must hold real numbers, got dtype {tensor.dtype}")
+    if not tensor.is_floating_point():
+        tensor = tensor.to(torch.float64 if as_numpy else torch.get_default_dtype())
+    return tensor, as_numpy
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """Raise ValueError naming ``name`` if ``x`` holds NaN or infinite entries."""
+    if not bool(torch.isfinite(x).all()):
+        bad = "NaN" if bool(torch.isnan(x).any()) else "infinite"
+        raise ValueError(f"{name} contains {bad} entries; every entry must be finite")
+
+
+def as_batch(
+    polytope: Polytope,
+    x: Any,
+    lengths: Any = None,
+    name: str = "scores",
+) -> Batch:
+    """Validate ``x`` (and ``lengths``) against ``polytope`` and flatten it to a :class:`Batch`.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a tensor/array of real numbers, or ``lengths`` is not integer.
+    ValueError
+        ``x`` has too few axes, a shape the polytope rejects, NaN/inf entries, or ``lengths``
+        has the wrong shape or values out of range.
+    """
+    tensor, as_numpy = to_tensor(x, name)
+    k = polytope.event_ndim
+    if tensor.ndim < k:
+        raise ValueError(
+            f"{name} must have at least {k} axes for {polytope!r} (event_ndim={k}), "
+            f"got shape {tuple(tensor.shape)}"
+        )
+    batch_shape = tuple(tensor.shape[: tensor.ndim - k])
+    event_shape = tuple(tensor.shape[tensor.ndim - k :])
+    polytope.check_event_shape(event_shape, name)
+    check_finite(tensor, name)
+    flat = tensor.reshape(-1, *event_shape)
+    lens = _check_lengths(polytope, lengths, batch_shape, event_shape)
+    if lens is None:
+        full = polytope.valid_slices(event_shape, None)
+        slices = (full,) * flat.shape[0]
+    else:
+        slices = tuple(polytope.valid_slices(event_shape, int(n)) for n in lens.tolist())
+    return Batch(flat, lens, batch_shape, event_shape, as_numpy, slices)
+
+
+def _check_lengths(
+    polytope: Polytope,
+    lengths: Any,
+    batch_shape: tuple[int, ...],
+    event_shape: tuple[int, ...],
+) -> torch.Tensor | None:
+    if lengths is None:
+        return None
+    if isinstance(lengths, torch.Tensor):
+        lens = lengths.detach().cpu()
+    else:
+        lens = torch.as_tensor(np.asarray(lengths))
+    if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
+        raise TypeError(f"lengths must be an integer tensor, got dtype {lens.dtype}")
+    if tuple(lens.shape) != batch_shape:
+        raise ValueError(
+            f"lengths must have the batch shape {batch_shape} of the scores, "
+            f"got shape {tuple(lens.shape)}"
+        )
+    lens = lens.to(torch.int64).reshape(-1)
+    low, high = polytope.min_length(event_shape), polytope.max_length(event_shape)
+    if lens.numel() and (int(lens.min()) < low or int(lens.max()) > high):
+        raise ValueError(
+            f"lengths must lie in [{low}, {high}] for event shape {event_shape} of "
+            f"{polytope!r}, got values in [{int(lens.min())}, {int(lens.max())}]"
+        )
+    return lens

@@ -1,0 +1,106 @@
+"""Pieces shared by the estimators: argument checks, warm-started projections, failure policy."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from spigot._batch import Batch, check_finite
+from spigot.errors import ProjectionError, ProjectionWarning
+from spigot.polytopes.base import Polytope
+from spigot.solvers.base import Solver
+from spigot.solvers.result import ProjectionResult
+
+ON_FAILURE = ("raise", "warn")
+
+
+def check_eta(eta: float) -> float:
+    """Validate a positive, finite step size."""
+    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating)) or not np.isfinite(eta) or eta <= 0:
+        raise ValueError(f"eta must be a positive finite number, got {eta!r}")
+    return float(eta)
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    """Validate ``None`` or a positive, finite gradient-norm threshold."""
+    if threshold is None:
+        return None
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float, np.floating))
+        or not np.isfinite(threshold)
+        or threshold <= 0
+    ):
+        raise ValueError(f"threshold must be None or a positive finite number, got {threshold!r}")
+    return float(threshold)
+
+
+def check_on_failure(on_failure: str) -> str:
+    """Validate the failure policy of projections in a backward pass."""
+    if on_failure not in ON_FAILURE:
+        raise ValueError(f"on_failure must be one of {ON_FAILURE}, got {on_failure!r}")
+    return on_failure
+
+
+def check_polytope(polytope: Any) -> Polytope:
+    """Make sure ``polytope`` is a :class:`Polytope` instance."""
+    if not isinstance(polytope, Polytope):
+        raise TypeError(f"polytope must be a spigot Polytope instance, got {type(polytope).__name__}")
+    return polytope
+
+
+def check_gradient(grad: torch.Tensor) -> None:
+    """Raise if the incoming gradient ``dL/dz`` has NaN or infinite entries."""
+    check_finite(grad, "the incoming gradient dL/dz")
+
+
+def step_sizes(grad: torch.Tensor, eta: float, threshold: float | None) -> torch.Tensor:
+    r"""Per-instance :math:`\eta_b = \min(\eta, \tau / \|g_b\|)` (just :math:`\eta` without :math:`\tau`).
+
+    ``grad`` is ``(B, *event)``; returns ``(B, 1, ..., 1)`` broadcastable against it.
+    """
+    shape = (grad.shape[0],) + (1,) * (grad.ndim - 1)
+    eta_b = torch.full(shape, eta, dtype=grad.dtype, device=grad.device)
+    if threshold is None:
+        return eta_b
+    norms = grad.flatten(start_dim=1).norm(dim=1).reshape(shape)
+    capped = threshold / norms.clamp(min=torch.finfo(grad.dtype).tiny)
+    return torch.minimum(eta_b, capped)
+
+
+def project_warm(
+    solver: Solver,
+    polytope: Polytope,
+    target: torch.Tensor,
+    lengths: torch.Tensor | None,
+    init: torch.Tensor | None,
+) -> ProjectionResult:
+    """Run ``solver``, warm-started at ``init`` when the solver accepts a warm start."""
+    if init is not None and "init" in inspect.signature(solver.run).parameters:
+        return solver.run(polytope, target, lengths, init=init)
+    return solver.run(polytope, target, lengths)
+
+
+def handle_failure(result: ProjectionResult, on_failure: str, where: str) -> None:
+    """Raise :class:`ProjectionError` (or warn) if some projection missed its tolerance."""
+    if result.all_success:
+        return
+    failures = result.failures()
+    text = (
+        f"{where}: {len(failures)} projection(s) did not reach the solver's tolerance: "
+        + "; ".join(failures[:3])
+        + ("; ..." if len(failures) > 3 else "")
+        + ". Loosen tol, raise max_iter, choose another solver, or pass on_failure='warn'."
+    )
+    if on_failure == "raise":
+        raise ProjectionError(text)
+    warnings.warn(text, ProjectionWarning, stacklevel=3)
+
+
+def padding_mask(batch: Batch) -> torch.Tensor | None:
+    """``(B, *event)`` mask of valid entries, or ``None`` when nothing is padded."""
+    return batch.mask() if batch.lengths is not None and batch.is_padded else None

@@ -1,0 +1,140 @@
+r"""SPIGOT: straight-through through a projection (Peng, Thomson and Smith, ACL 2018).
+
+Forward, the layer returns the highest-scoring structure :math:`z = \mathrm{map}(s)`. Backward,
+given :math:`g = \partial L / \partial z`, it returns
+
+.. math:: \frac{\partial L}{\partial s} \leftarrow z - \Pi_P(z - \eta_b\, g),
+          \qquad \eta_b = \min(\eta, \tau / \|g_b\|),
+
+the direction from :math:`z` to the projection of a gradient step taken from it: the
+"pulled-back" target :math:`\Pi_P(z - \eta g)` is the closest point of :math:`P` that the
+downstream loss prefers. :math:`P` is the polytope (``solver="exact"``) or its relaxation
+(``solver="relaxed"``, as in the reference implementation). The projection is warm-started at
+:math:`z` when the solver supports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from spigot._batch import Array, as_batch
+from spigot.autodiff._common import (
+    check_eta,
+    check_gradient,
+    check_on_failure,
+    check_polytope,
+    check_threshold,
+    handle_failure,
+    project_warm,
+    step_sizes,
+)
+from spigot.polytopes.base import Polytope
+from spigot.solvers.base import Solver
+from spigot.solvers.registry import get_solver
+
+
+class _SpigotFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, scores, polytope, solver, eta, threshold, lengths, on_failure):
+        batch = as_batch(polytope, scores, lengths)
+        with torch.no_grad():
+            z = polytope.map_batch(batch.values.detach(), batch.lengths)
+        ctx.polytope, ctx.solver, ctx.eta, ctx.threshold = polytope, solver, eta, threshold
+        ctx.lengths, ctx.on_failure = batch.lengths, on_failure
+        ctx.save_for_backward(z)
+        return z.reshape(scores.shape)
+
+    @staticmethod
+    def backward(ctx, grad_z):
+        (z,) = ctx.saved_tensors
+        check_gradient(grad_z)
+        g = grad_z.reshape(z.shape)
+        eta_b = step_sizes(g, ctx.eta, ctx.threshold)
+        target = z - eta_b * g
+        result = project_warm(ctx.solver, ctx.polytope, target, ctx.lengths, init=z)
+        handle_failure(result, ctx.on_failure, "SPIGOT backward")
+        grad_scores = z - result.x
+        return grad_scores.reshape(grad_z.shape), None, None, None, None, None, None
+
+
+def spigot(
+    scores: Array,
+    polytope: Polytope,
+    solver: str | Solver = "exact",
+    eta: float = 1.0,
+    threshold: float | None = None,
+    lengths: Array | None = None,
+    on_failure: str = "raise",
+    **solver_options: Any,
+) -> Array:
+    r"""Highest-scoring structure, with the SPIGOT backward pass.
+
+    Parameters
+    ----------
+    scores
+        ``(*batch, *event_shape)`` tensor of scores :math:`s`.
+    polytope
+        The structure (any :class:`~spigot.polytopes.Polytope`).
+    solver
+        Projection solver name or instance; ``"exact"`` projects onto the polytope,
+        ``"relaxed"`` onto its relaxation as the paper's reference code does.
+    eta
+        Step size :math:`\eta > 0`.
+    threshold
+        If set, cap the step per instance: :math:`\eta_b = \min(\eta, \tau / \|g_b\|)` (the
+        reference code uses ``eta=1, threshold=1``).
+    lengths
+        Optional ``(*batch,)`` integer lengths; padded outputs and gradients are 0.
+    on_failure
+        ``"raise"`` a :class:`~spigot.ProjectionError` when a backward projection misses its
+        tolerance, or ``"warn"`` and use it anyway.
+    **solver_options
+        Options for the solver when it is given by name.
+
+    Returns
+    -------
+    :math:`z = \mathrm{map}(s)`, shaped, placed and typed like ``scores`` (numpy in, numpy out,
+    without gradient).
+    """
+    check_polytope(polytope)
+    resolved = get_solver(solver, **solver_options)
+    eta = check_eta(eta)
+    threshold = check_threshold(threshold)
+    on_failure = check_on_failure(on_failure)
+    if isinstance(scores, np.ndarray):
+        return polytope.map(scores, lengths)
+    return _SpigotFunction.apply(scores, polytope, resolved, eta, threshold, lengths, on_failure)
+
+
+class SPIGOT(torch.nn.Module):
+    """Module form of :func:`spigot`: configured once, then called on batches of scores.
+
+    Parameters are those of :func:`spigot` (``solver_options`` go to the solver).
+    """
+
+    def __init__(
+        self,
+        polytope: Polytope,
+        solver: str | Solver = "exact",
+        eta: float = 1.0,
+        threshold: float | None = None,
+        on_failure: str = "raise",
+        **solver_options: Any,
+    ) -> None:
+        super().__init__()
+        self.polytope = check_polytope(polytope)
+        self.solver = get_solver(solver, **solver_options)
+        self.eta = check_eta(eta)
+        self.threshold = check_threshold(threshold)
+        self.on_failure = check_on_failure(on_failure)
+
+    def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
+        return spigot(
+            scores, self.polytope, self.solver, self.eta, self.threshold, lengths, self.on_failure
+        )
+
+    def extra_repr(self) -> str:
+        return f"polytope={self.polytope!r}, solver={self.solver!r}, eta={self.eta}, threshold={self.threshold}"

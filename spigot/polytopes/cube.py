@@ -1,0 +1,137 @@
+"""The unit cube and its budget slices: any subset, exactly k, or at most k of d items."""
+
+from __future__ import annotations
+
+import itertools
+
+import cvxpy as cp
+import numpy as np
+import torch
+
+from spigot.polytopes.base import Polytope
+from spigot.polytopes.simplex import _prefix_mask
+
+
+class UnitCube(Polytope):
+    r"""The unit cube :math:`[0, 1]^d = \mathrm{conv}\{0, 1\}^d`: any subset of d items.
+
+    MAP is the sign test :math:`z_i = [s_i > 0]`; the marginals are :math:`\sigma(s)`.
+    ``lengths`` counts the valid items.
+    """
+
+    event_ndim = 1
+
+    def map_one(self, scores: np.ndarray) -> np.ndarray:
+        return (scores > 0).astype(np.float64)
+
+    def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        out = (scores > 0).to(scores.dtype)
+        mask = _prefix_mask(lengths, scores.shape[-1], scores.device)
+        return out if mask is None else out * mask
+
+    def constraints(self, var: cp.Variable) -> list[cp.Constraint]:
+        return [var >= 0, var <= 1]
+
+    def vertices(self, event_shape: tuple[int, ...]) -> np.ndarray:
+        return np.array(list(itertools.product((0.0, 1.0), repeat=event_shape[0])))
+
+    def marginals_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        probs = torch.sigmoid(scores)
+        mask = _prefix_mask(lengths, scores.shape[-1], scores.device)
+        return probs if mask is None else probs * mask
+
+
+class Budget(Polytope):
+    r"""Subsets of exactly ``k`` (or, with ``at_most=True``, at most ``k``) of d items.
+
+    .. math::
+        P = \{p \in [0, 1]^d : \textstyle\sum_i p_i = k\} \quad\text{or}\quad
+        \{p \in [0, 1]^d : \textstyle\sum_i p_i \le k\},
+
+    both integral polytopes whose vertices are the indicator vectors of the subsets. MAP takes
+    the ``k`` highest scores (only the positive ones when ``at_most``). The marginals come from
+    the log-partition function :math:`\log \sum_{|S| = k} e^{s(S)}`, an elementary symmetric
+    polynomial computed by a log-space dynamic program in :math:`O(dk)`.
+
+    Parameters
+    ----------
+    k
+        The budget, a positive integer. With ``at_most=False`` every instance needs at least
+        ``k`` valid items.
+    at_most
+        Whether subsets may have fewer than ``k`` items.
+    """
+
+    event_ndim = 1
+
+    def __init__(self, k: int, at_most: bool = False) -> None:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        self.k = int(k)
+        self.at_most = bool(at_most)
+
+    def check_event_shape(self, event_shape: tuple[int, ...], name: str = "scores") -> None:
+        super().check_event_shape(event_shape, name)
+        if not self.at_most and event_shape[0] < self.k:
+            raise ValueError(
+                f"{name} has {event_shape[0]} items, fewer than the budget k={self.k} of {self!r}"
+            )
+
+    def min_length(self, event_shape: tuple[int, ...]) -> int:
+        return 1 if self.at_most else self.k
+
+    def map_one(self, scores: np.ndarray) -> np.ndarray:
+        order = np.argsort(-scores, kind="stable")[: self.k]
+        if self.at_most:
+            order = order[scores[order] > 0]
+        out = np.zeros_like(scores)
+        out[order] = 1.0
+        return out
+
+    def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        mask = _prefix_mask(lengths, scores.shape[-1], scores.device)
+        masked = scores if mask is None else scores.masked_fill(~mask, float("-inf"))
+        k = min(self.k, scores.shape[-1])
+        top = masked.topk(k, dim=-1)
+        keep = torch.ones_like(top.values)
+        if self.at_most:
+            keep = (top.values > 0).to(scores.dtype)
+        elif mask is not None:
+            keep = torch.isfinite(top.values).to(scores.dtype)
+        return torch.zeros_like(scores).scatter_(-1, top.indices, keep)
+
+    def constraints(self, var: cp.Variable) -> list[cp.Constraint]:
+        total = cp.sum(var) <= self.k if self.at_most else cp.sum(var) == self.k
+        return [var >= 0, var <= 1, total]
+
+    def vertices(self, event_shape: tuple[int, ...]) -> np.ndarray:
+        d = event_shape[0]
+        sizes = range(0, self.k + 1) if self.at_most else (self.k,)
+        rows = []
+        for size in sizes:
+            for subset in itertools.combinations(range(d), size):
+                row = np.zeros(d)
+                row[list(subset)] = 1.0
+                rows.append(row)
+        return np.array(rows)
+
+    def marginals_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        with torch.enable_grad():
+            leaf = scores if scores.requires_grad else scores.detach().requires_grad_(True)
+            log_z = self._log_partition(leaf, lengths)
+            (mu,) = torch.autograd.grad(log_z.sum(), leaf, create_graph=scores.requires_grad)
+        return mu
+
+    def _log_partition(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """``log sum_{S valid} exp(sum_{i in S} s_i)`` per instance, by a DP over items."""
+        batch, d = scores.shape
+        neg_inf = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
+        # table[:, j] = log e_j(exp(s_1..s_i)) for subsets of size j of the items seen so far
+        table = torch.full((batch, self.k + 1), float("-inf"), dtype=scores.dtype, device=scores.device)
+        table = torch.cat([torch.zeros_like(table[:, :1]), table[:, 1:]], dim=1)
+        valid = _prefix_mask(lengths, d, scores.device)
+        for i in range(d):
+            take = torch.cat([neg_inf.expand(batch, 1), table[:, :-1] + scores[:, i : i + 1]], dim=1)
+            updated = torch.logaddexp(table, take)
+            table = updated if valid is None else torch.where(valid[:, i : i + 1], updated, table)
+        return torch.logsumexp(table, dim=1) if self.at_most else table[:, self.k]

@@ -1,0 +1,49 @@
+"""Projection algorithms onto polytopes, each returning a certified :class:`ProjectionResult`.
+
+Use :func:`get_solver` (or :meth:`Polytope.project`) with one of :func:`available_solvers`:
+``closed-form``, ``cvxpy``, ``active-set``, ``frank-wolfe``, ``away-frank-wolfe``,
+``pairwise-frank-wolfe``, ``relaxed``, ``exact`` (and ``ad3`` where ad3 is installed).
+"""
+
+from spigot.solvers.active_set import ActiveSet
+from spigot.solvers.base import InstanceOutcome, InstanceSolver, Solver
+from spigot.solvers.certificate import certificate_gap
+from spigot.solvers.closed_form import ClosedFormSolver, closed_form_for, register_closed_form
+from spigot.solvers.cvxpy_qp import CvxpyQP
+from spigot.solvers.exact import Exact
+from spigot.solvers.frank_wolfe import AwayFrankWolfe, FrankWolfe, PairwiseFrankWolfe
+from spigot.solvers.projections import (
+    project_box,
+    project_budget,
+    project_product_of_simplices,
+    project_simplex,
+)
+from spigot.solvers.registry import available_solvers, get_solver, register_solver, solver_options
+from spigot.solvers.relaxed import Relaxed
+from spigot.solvers.result import ProjectionResult
+
+__all__ = [
+    "ActiveSet",
+    "AwayFrankWolfe",
+    "ClosedFormSolver",
+    "CvxpyQP",
+    "Exact",
+    "FrankWolfe",
+    "InstanceOutcome",
+    "InstanceSolver",
+    "PairwiseFrankWolfe",
+    "ProjectionResult",
+    "Relaxed",
+    "Solver",
+    "available_solvers",
+    "certificate_gap",
+    "closed_form_for",
+    "get_solver",
+    "project_box",
+    "project_budget",
+    "project_product_of_simplices",
+    "project_simplex",
+    "register_closed_form",
+    "register_solver",
+    "solver_options",
+]

@@ -1,0 +1,175 @@
+r"""The Frank-Wolfe family for the projection :math:`\min_{p \in \mathrm{conv}(Z)} \tfrac12\|p - x\|^2`.
+
+Each iteration calls the oracle once, :math:`v = \mathrm{map}(x - p)`; the Frank-Wolfe duality
+gap :math:`\langle x - p, v - p\rangle` is exactly the projection certificate, so the methods
+stop on it. The objective is quadratic, so the line search is exact:
+:math:`\gamma = \mathrm{clip}(\langle x - p, d\rangle / \|d\|^2, 0, \gamma_{\max})`.
+
+- :class:`FrankWolfe`: step towards :math:`v` (sublinear :math:`O(1/t)` rate);
+- :class:`AwayFrankWolfe`: also steps away from the worst active vertex (linear rate on
+  polytopes; Lacoste-Julien and Jaggi 2015);
+- :class:`PairwiseFrankWolfe`: moves weight from the worst active vertex to :math:`v`.
+
+All three keep the iterate as an explicit convex combination of the vertices visited.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from spigot.polytopes.base import Polytope
+from spigot.solvers.base import InstanceOutcome, InstanceSolver, check_max_iter, check_tol
+from spigot.solvers.certificate import gap_threshold
+from spigot.solvers.registry import register_solver
+from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED
+
+_WEIGHT_EPS = 1e-14
+_REFRESH = 64  # recompute p from the weights every this many iterations, against drift
+
+
+class FrankWolfe(InstanceSolver):
+    r"""Vanilla Frank-Wolfe with exact line search.
+
+    Parameters
+    ----------
+    tol
+        Stop when the duality gap :math:`\le \mathrm{tol}\cdot\max(1, \|x - p\|_1)`.
+    max_iter
+        Maximum number of iterations (MAP calls); reaching it gives ``success=False``.
+    init
+        Warm start (see :class:`~spigot.solvers.base.InstanceSolver`); default
+        :math:`\mathrm{map}(x)`.
+    """
+
+    name = "frank-wolfe"
+    exact = True
+    variant: ClassVar[str] = "vanilla"
+
+    def __init__(self, tol: float = 1e-8, max_iter: int = 1000, init: Any = None) -> None:
+        super().__init__(init)
+        self.tol = check_tol(tol)
+        self.max_iter = check_max_iter(max_iter)
+
+    def solve_one(
+        self,
+        polytope: Polytope,
+        x: np.ndarray,
+        start: tuple[np.ndarray, np.ndarray] | None,
+    ) -> InstanceOutcome:
+        shape = x.shape
+        xf = x.ravel()
+
+        def oracle(scores: np.ndarray) -> np.ndarray:
+            return np.asarray(polytope.map_one(scores.reshape(shape)), dtype=np.float64).ravel()
+
+        if start is None:
+            vertices, weights = oracle(xf)[None], np.ones(1)
+        else:
+            vertices = start[0].reshape(len(start[1]), -1)
+            weights = start[1] / start[1].sum()
+            keep = weights > 0
+            vertices, weights = vertices[keep], weights[keep]
+        vertices = [row for row in vertices]
+        weights = list(weights)
+        p = np.sum([w * v for w, v in zip(weights, vertices)], axis=0)
+        status, message, nit = MAX_ITER, "", 0
+        for nit in range(1, self.max_iter + 1):
+            if nit % _REFRESH == 0:
+                p = np.sum([w * v for w, v in zip(weights, vertices)], axis=0)
+            residual = xf - p
+            v = oracle(residual)
+            gap = residual @ (v - p)
+            if gap <= gap_threshold(residual, self.tol):
+                status = CONVERGED
+                break
+            direction, gamma_max, towards, away = self._direction(residual, p, v, vertices, weights, gap)
+            norm2 = direction @ direction
+            if norm2 == 0.0:
+                status, message = STALLED, f"stalled: zero step direction with gap {gap:.3e}"
+                break
+            gamma = min(max((residual @ direction) / norm2, 0.0), gamma_max)
+            if gamma == 0.0:
+                status, message = STALLED, f"stalled: zero step size with gap {gap:.3e}"
+                break
+            p = p + gamma * direction
+            self._update(vertices, weights, v, towards, away, gamma)
+        weights_arr = np.array(weights)
+        return InstanceOutcome(
+            p=p.reshape(shape),
+            nit=nit,
+            status=status,
+            message=message,
+            vertices=np.array(vertices).reshape(-1, *shape),
+            weights=weights_arr / weights_arr.sum(),
+        )
+
+    def _direction(self, residual, p, v, vertices, weights, gap):
+        """Step direction, largest step, and which vertices gain/lose weight."""
+        return v - p, 1.0, True, None
+
+    def _update(self, vertices, weights, v, towards, away, gamma) -> None:
+        """Update the convex weights after a step of size ``gamma``."""
+        if towards and away is None:  # p <- (1 - gamma) p + gamma v
+            for i in range(len(weights)):
+                weights[i] *= 1.0 - gamma
+            _add_weight(vertices, weights, v, gamma)
+        elif not towards:  # away step: p <- (1 + gamma) p - gamma a
+            for i in range(len(weights)):
+                weights[i] *= 1.0 + gamma
+            weights[away] -= gamma
+        else:  # pairwise: move gamma from a to v
+            weights[away] -= gamma
+            _add_weight(vertices, weights, v, gamma)
+        _drop_zeros(vertices, weights)
+
+
+def _add_weight(vertices: list, weights: list, v: np.ndarray, amount: float) -> None:
+    for i, u in enumerate(vertices):
+        if np.array_equal(u, v):
+            weights[i] += amount
+            return
+    vertices.append(v)
+    weights.append(amount)
+
+
+def _drop_zeros(vertices: list, weights: list) -> None:
+    for i in reversed(range(len(weights))):
+        if weights[i] <= _WEIGHT_EPS and len(weights) > 1:
+            del vertices[i], weights[i]
+
+
+def _away_vertex(residual: np.ndarray, vertices: list) -> int:
+    """Active vertex with the largest gradient :math:`\\langle p - x, a\\rangle`."""
+    return int(np.argmin([residual @ a for a in vertices]))
+
+
+@register_solver("away-frank-wolfe")
+class AwayFrankWolfe(FrankWolfe):
+    """Frank-Wolfe with away steps (Guélat and Marcotte 1986); linear convergence on polytopes."""
+
+    name = "away-frank-wolfe"
+
+    def _direction(self, residual, p, v, vertices, weights, gap):
+        a = _away_vertex(residual, vertices)
+        away_gap = residual @ (p - vertices[a])
+        if gap >= away_gap:
+            return v - p, 1.0, True, None
+        wa = weights[a]
+        gamma_max = wa / (1.0 - wa) if wa < 1.0 else np.inf
+        return p - vertices[a], gamma_max, False, a
+
+
+@register_solver("pairwise-frank-wolfe")
+class PairwiseFrankWolfe(FrankWolfe):
+    """Pairwise Frank-Wolfe (Lacoste-Julien and Jaggi 2015): shifts weight from away to FW vertex."""
+
+    name = "pairwise-frank-wolfe"
+
+    def _direction(self, residual, p, v, vertices, weights, gap):
+        a = _away_vertex(residual, vertices)
+        return v - vertices[a], weights[a], True, a
+
+
+register_solver("frank-wolfe")(FrankWolfe)
