@@ -11,19 +11,33 @@ The library has three layers, each a subpackage:
 
 from spigot.errors import ProjectionError, UnsupportedOperation
 from spigot.autodiff import SPIGOT, StraightThrough, spigot, ste
-from spigot.polytopes import Budget, Polytope, ProductOfSimplices, Simplex, UnitCube
+from spigot.polytopes import (
+    Arborescence,
+    Budget,
+    HeadSelection,
+    Polytope,
+    ProductOfSimplices,
+    ProjectiveTree,
+    Simplex,
+    SpanningTree,
+    UnitCube,
+)
 from spigot.solvers import ProjectionResult, available_solvers, get_solver
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Arborescence",
     "Budget",
+    "HeadSelection",
     "Polytope",
     "ProductOfSimplices",
     "ProjectionError",
     "ProjectionResult",
+    "ProjectiveTree",
     "SPIGOT",
     "Simplex",
+    "SpanningTree",
     "StraightThrough",
     "UnitCube",
     "UnsupportedOperation",

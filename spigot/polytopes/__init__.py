@@ -3,5 +3,16 @@
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.cube import Budget, UnitCube
 from spigot.polytopes.simplex import ProductOfSimplices, Simplex
+from spigot.polytopes.trees import Arborescence, HeadSelection, ProjectiveTree, SpanningTree
 
-__all__ = ["Budget", "Polytope", "ProductOfSimplices", "Simplex", "UnitCube"]
+__all__ = [
+    "Arborescence",
+    "Budget",
+    "HeadSelection",
+    "Polytope",
+    "ProductOfSimplices",
+    "ProjectiveTree",
+    "Simplex",
+    "SpanningTree",
+    "UnitCube",
+]

@@ -11,7 +11,8 @@ from typing import Callable
 import torch
 
 from spigot._batch import Array, as_batch
-from spigot.polytopes import Budget, Polytope, ProductOfSimplices, Simplex, UnitCube
+from spigot.polytopes import Budget, HeadSelection, Polytope, ProductOfSimplices, Simplex, UnitCube
+from spigot.polytopes._tree_marginals import arc_mask
 from spigot.solvers.base import Solver, assemble
 from spigot.solvers.projections import (
     project_box,
@@ -71,3 +72,14 @@ register_closed_form(UnitCube, lambda poly, x, n: project_box(x, n, validate=Fal
 register_closed_form(
     Budget, lambda poly, x, n: project_budget(x, poly.k, poly.at_most, n, validate=False)
 )
+
+
+def _project_head_selection(poly: HeadSelection, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Project every column ``x[:, m]`` onto the simplex over the heads ``h != m``, ``h <= n``."""
+    batch, size, _ = x.shape
+    heads_last = x.transpose(-1, -2)  # [m, h]
+    valid = arc_mask(lengths, size, batch, x.device).transpose(-1, -2)
+    return project_simplex(heads_last, mask=valid, validate=False).transpose(-1, -2)
+
+
+register_closed_form(HeadSelection, _project_head_selection)

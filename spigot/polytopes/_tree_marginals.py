@@ -1,0 +1,171 @@
+r"""Batched, differentiable marginals of Gibbs distributions over trees (torch).
+
+For scores :math:`s` and :math:`p_s(z) \propto \exp\langle s, z\rangle` over trees :math:`z`,
+the marginals are :math:`\mu = \mathbb{E}_{p_s}[z] = \nabla_s \log Z(s)`.
+
+Non-projective trees: the matrix-tree theorem (Koo et al. 2007; Smith and Smith 2007)
+---------------------------------------------------------------------------------
+With arc weights :math:`w_{hm} = e^{s_{hm}}` and the Laplacian over the words,
+:math:`L_{mm} = \sum_h w_{hm}`, :math:`L_{hm} = -w_{hm}` (:math:`h \ne m`, both words):
+
+- multi-root: :math:`Z = \det L` (the root's arcs enter only the diagonal), so
+  :math:`\mu_{hm} = w_{hm}\,(L^{-1}_{mm} - [h \ne 0]\, L^{-1}_{mh})`;
+- single-root: the root's arcs are left out of the diagonal and replace the first row,
+  :math:`\hat L_{1m} = w_{0m}`; :math:`Z = \det \hat L` and, from
+  :math:`\partial \log\det A / \partial A_{ij} = A^{-1}_{ji}`,
+  :math:`\mu_{hm} = w_{hm}\,([m \ne 1]\,\hat L^{-1}_{mm} - [h \ne 1]\,\hat L^{-1}_{mh})` for
+  words and :math:`\mu_{0m} = w_{0m}\,\hat L^{-1}_{m1}`.
+
+Every tree has exactly one arc entering each word, so subtracting the column maximum
+:math:`\max_h s_{hm}` from column ``m`` multiplies :math:`Z` by a constant and leaves
+:math:`\mu` unchanged; after it every column of :math:`w` has largest entry 1, which keeps the
+Laplacian well scaled. Padded words get an identity block, which leaves the determinant and
+the valid block of the inverse unchanged.
+
+Spanning trees: Kirchhoff's theorem through the same code
+---------------------------------------------------------
+Orienting every spanning tree away from node 0 is a bijection onto the arborescences rooted at 0
+of the symmetric digraph :math:`s_{ij} = s_{ji}`, each arc of which enters its child once; so the
+undirected marginal of edge :math:`\{i, j\}` is :math:`\mu_{i \to j} + \mu_{j \to i}` of the
+multi-root computation above.
+
+Projective trees: inside-outside (Eisner 1996) in log space
+------------------------------------------------------------
+The inside pass of Eisner's algorithm with :math:`(\mathrm{logsumexp}, +)` gives
+:math:`\log Z`, and autograd's backward pass through it is the outside pass. Charts are kept as
+lists of diagonals stacked by start (or, reversed, by end) position so that every width is one
+batched ``logsumexp``; impossible items hold a large negative finite number rather than
+:math:`-\infty`, so that gradients stay finite.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.functional import pad
+
+
+def working_dtype(scores: torch.Tensor) -> torch.dtype:
+    """Float64 on the CPU (cheap there); at least float32 elsewhere."""
+    if scores.device.type == "cpu":
+        return torch.float64
+    return torch.promote_types(scores.dtype, torch.float32)
+
+
+def word_mask(lengths: torch.Tensor | None, size: int, batch: int, device: torch.device) -> torch.Tensor:
+    """``(B, size)`` boolean: True on the words ``1..n_b`` (node 0, the root, is False)."""
+    positions = torch.arange(size, device=device)
+    if lengths is None:
+        return (positions >= 1).expand(batch, size)
+    return (positions >= 1) & (positions <= lengths.to(device)[:, None])
+
+
+def arc_mask(lengths: torch.Tensor | None, size: int, batch: int, device: torch.device) -> torch.Tensor:
+    """``(B, size, size)`` boolean: True on the arcs ``h -> m`` with ``h != m``, ``m`` a word, ``h <= n``."""
+    words = word_mask(lengths, size, batch, device)
+    nodes = words.clone()
+    nodes[:, 0] = True
+    eye = torch.eye(size, dtype=torch.bool, device=device)
+    return nodes[:, :, None] & words[:, None, :] & ~eye
+
+
+def matrix_tree_marginals(
+    scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool
+) -> torch.Tensor:
+    """Arc marginals of non-projective dependency trees ``(B, N, N)``; differentiable."""
+    batch, size, _ = scores.shape
+    dtype = scores.dtype
+    valid = arc_mask(lengths, size, batch, scores.device)
+    s = scores.to(working_dtype(scores)).masked_fill(~valid, float("-inf"))
+    top = s.amax(dim=1, keepdim=True).detach()
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    weights = torch.exp(s - top)  # exactly 0 off the arcs
+    words = weights[:, 1:, 1:]
+    root = weights[:, 0, 1:]
+    padded = ~word_mask(lengths, size, batch, scores.device)[:, 1:]
+    degree = words.sum(dim=1) + padded.to(weights.dtype)
+    if single_root:
+        laplacian = torch.diag_embed(degree) - words
+        laplacian = torch.cat([root[:, None, :], laplacian[:, 1:, :]], dim=1)
+    else:
+        laplacian = torch.diag_embed(degree + root) - words
+    inverse = torch.linalg.inv(laplacian)
+    diagonal = torch.diagonal(inverse, dim1=-2, dim2=-1)  # (B, n): inverse[m, m]
+    transposed = inverse.transpose(-1, -2)  # [h, m] -> inverse[m, h]
+    if single_root:
+        first = torch.ones(size - 1, dtype=weights.dtype, device=scores.device)
+        first[0] = 0.0
+        mu_words = words * (diagonal * first)[:, None, :] - words * transposed * first[None, :, None]
+        mu_root = root * inverse[:, :, 0]
+    else:
+        mu_words = words * (diagonal[:, None, :] - transposed)
+        mu_root = root * diagonal
+    # place the word block at [1:, 1:] and the root's arcs at [0, 1:]
+    mu = pad(mu_words, (1, 0, 1, 0)) + pad(mu_root[:, None, :], (1, 0, 0, size - 1))
+    return mu.to(dtype)
+
+
+def spanning_tree_marginals(scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Edge marginals of undirected spanning trees over ``lengths`` nodes, upper triangle ``(B, n, n)``."""
+    upper = torch.triu(scores, diagonal=1)
+    symmetric = upper + upper.transpose(-1, -2)
+    words = None if lengths is None else lengths - 1  # node 0 plays the root
+    directed = matrix_tree_marginals(symmetric, words, single_root=False)
+    return torch.triu(directed + directed.transpose(-1, -2), diagonal=1)
+
+
+def eisner_log_partition(
+    scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool
+) -> torch.Tensor:
+    r"""``log Z`` of projective dependency trees, one per instance ``(B,)``; differentiable.
+
+    Arc ``h -> m`` has score ``scores[:, h, m]``; instance ``b`` covers nodes ``0..n_b``
+    (spans inside a prefix never read scores outside it).
+    """
+    batch, size, _ = scores.shape
+    s = scores.to(working_dtype(scores))
+    neg = torch.finfo(s.dtype).min / (8 * size)  # stays finite through every sum of the charts
+    device = s.device
+    ends = torch.full((batch,), size - 1, dtype=torch.int64, device=device)
+    if lengths is not None:
+        ends = lengths.to(device)
+    zero = torch.zeros(batch, size, 1, dtype=s.dtype, device=device)
+    # by start: X_start[:, s, k] = X[s, s + k]; by end, reversed: X_end[:, t, j] = X[t - (w - j), t]
+    cr_start, cl_start = zero, zero
+    ir_start = torch.full_like(zero, neg)  # width-0 placeholder
+    cr_end, cl_end = zero, zero  # widths w-1 .. 0 when width w is being computed
+    il_end = s.new_zeros(batch, size, 0)  # widths w .. 1 once width w is added
+    for width in range(1, size):
+        count = size - width
+        pad_start = torch.full((batch, width), neg, dtype=s.dtype, device=device)
+        inner = torch.logsumexp(cr_start[:, :count, :width] + cl_end[:, width:, :width], dim=-1)
+        arc_right = inner + torch.diagonal(s, offset=width, dim1=-2, dim2=-1)
+        arc_left = inner + torch.diagonal(s, offset=-width, dim1=-2, dim2=-1)
+        arc_left = torch.cat([arc_left.new_full((batch, 1), neg), arc_left[:, 1:]], dim=1)  # root is no modifier
+        ir_start = torch.cat([ir_start, torch.cat([arc_right, pad_start], dim=1)[:, :, None]], dim=2)
+        il_end = torch.cat([torch.cat([pad_start, arc_left], dim=1)[:, :, None], il_end], dim=2)
+        complete_right = torch.logsumexp(ir_start[:, :count, 1 : width + 1] + cr_end[:, width:, :width], dim=-1)
+        complete_left = torch.logsumexp(cl_start[:, :count, :width] + il_end[:, width:, :width], dim=-1)
+        cr_start = torch.cat([cr_start, torch.cat([complete_right, pad_start], dim=1)[:, :, None]], dim=2)
+        cl_start = torch.cat([cl_start, torch.cat([complete_left, pad_start], dim=1)[:, :, None]], dim=2)
+        cr_end = torch.cat([torch.cat([pad_start, complete_right], dim=1)[:, :, None], cr_end], dim=2)
+        cl_end = torch.cat([torch.cat([pad_start, complete_left], dim=1)[:, :, None], cl_end], dim=2)
+    rows = torch.arange(batch, device=device)
+    if not single_root:
+        return cr_start[rows, 0, ends]
+    heads = torch.arange(size, device=device)
+    widths = (ends[:, None] - heads[None, :]).clamp(min=0)
+    right = cr_start.gather(2, widths[:, :, None]).squeeze(2)  # Cr[m, n_b]
+    left = cl_start[:, 1, :].roll(1, dims=1)  # Cl[1, m] at index m
+    total = s[:, 0, :] + left + right
+    child = (heads >= 1)[None, :] & (heads[None, :] <= ends[:, None])
+    return torch.logsumexp(total.masked_fill(~child, neg), dim=1)
+
+
+def eisner_marginals(scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool) -> torch.Tensor:
+    """Arc marginals of projective dependency trees ``(B, N, N)``: the gradient of ``log Z``."""
+    with torch.enable_grad():
+        leaf = scores if scores.requires_grad else scores.detach().requires_grad_(True)
+        log_z = eisner_log_partition(leaf, lengths, single_root)
+        (mu,) = torch.autograd.grad(log_z.sum(), leaf, create_graph=scores.requires_grad)
+    valid = arc_mask(lengths, scores.shape[-1], scores.shape[0], scores.device)
+    return mu * valid

@@ -1,0 +1,299 @@
+r"""Tree polytopes: dependency trees (non-projective and projective), their head-selection
+relaxation, and undirected spanning trees.
+
+Dependency structures over ``n`` words use nodes ``0..n``, node 0 the root; scores and vertices
+have shape ``(..., n+1, n+1)`` and entry ``[h, m]`` is the arc ``h -> m``. Column 0 (arcs into
+the root) and the diagonal are not arcs: they are ignored in scores and 0 in vertices.
+``lengths`` counts words, so instance ``b`` occupies ``[:n_b + 1, :n_b + 1]``.
+
+The MAP oracles are compiled (:mod:`spigot.polytopes._tree_kernels`) and run over the whole
+batch in one call; the marginals are batched torch (:mod:`spigot.polytopes._tree_marginals`).
+Exact projections onto these polytopes come from the MAP-only solvers (``active-set``, the
+Frank-Wolfe family) and, for :class:`Arborescence` and :class:`SpanningTree`, from ``cvxpy``
+through an exact extended formulation; :class:`HeadSelection`, the relaxation of the SPIGOT
+paper, has a closed-form projection.
+"""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import torch
+
+from spigot.polytopes import _tree_enumeration as enumeration
+from spigot.polytopes import _tree_kernels as kernels
+from spigot.polytopes._tree_marginals import (
+    arc_mask,
+    eisner_marginals,
+    matrix_tree_marginals,
+    spanning_tree_marginals,
+)
+from spigot.polytopes.base import Polytope
+
+
+def _check_flag(value: bool, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _lengths_array(lengths: torch.Tensor | None, batch: int, full: int) -> np.ndarray:
+    if lengths is None:
+        return np.full(batch, full, dtype=np.int64)
+    return lengths.detach().cpu().numpy().astype(np.int64)
+
+
+def _as_float64(scores: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(scores.detach().cpu().numpy(), dtype=np.float64)
+
+
+def _heads_to_vertex(heads: np.ndarray) -> np.ndarray:
+    size = heads.shape[0]
+    vertex = np.zeros((size, size))
+    vertex[heads[1:], np.arange(1, size)] = 1.0
+    return vertex
+
+
+class _DependencyPolytope(Polytope):
+    """Shape rules of dependency structures: square ``(n+1, n+1)`` events, ``lengths`` in words."""
+
+    event_ndim = 2
+
+    def check_event_shape(self, event_shape: tuple[int, ...], name: str = "scores") -> None:
+        rows, cols = event_shape
+        if rows != cols or rows < 2:
+            raise ValueError(
+                f"{name} must end in a square (n+1, n+1) arc matrix with n >= 1 words for "
+                f"{self!r} (entry [h, m] is the arc h -> m, node 0 the root), got {event_shape}"
+            )
+
+    def min_length(self, event_shape: tuple[int, ...]) -> int:
+        return 1
+
+    def max_length(self, event_shape: tuple[int, ...]) -> int:
+        return event_shape[0] - 1
+
+    def valid_slices(self, event_shape: tuple[int, ...], length: int | None) -> tuple[slice, ...]:
+        size = event_shape[0] if length is None else length + 1
+        return (slice(0, size), slice(0, size))
+
+
+class HeadSelection(_DependencyPolytope):
+    r"""Every word picks exactly one head: the SPIGOT paper's relaxation of dependency trees.
+
+    .. math::
+        P = \Big\{ p \ge 0 : \textstyle\sum_{h \ne m} p_{hm} = 1 \ (m = 1..n),\
+            p_{hh} = 0,\ p_{h0} = 0 \Big\},
+
+    a product of ``n`` simplices, one per modifier ``m`` over its heads ``h in {0..n} \ {m}``
+    (column ``m`` of the arc matrix). Its vertices are all head assignments, cycles included;
+    it contains every dependency tree polytope. MAP takes each column's best head; the
+    marginals are a softmax over each column's heads; the exact projection is the sort-based
+    simplex projection of every column (the ``closed-form`` solver, :math:`O(n^2 \log n)`).
+    """
+
+    def map_one(self, scores: np.ndarray) -> np.ndarray:
+        size = scores.shape[0]
+        masked = scores.copy()
+        masked[np.arange(size), np.arange(size)] = -np.inf
+        vertex = np.zeros_like(scores)
+        vertex[np.argmax(masked[:, 1:], axis=0), np.arange(1, size)] = 1.0
+        return vertex
+
+    def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        batch, size, _ = scores.shape
+        valid = arc_mask(lengths, size, batch, scores.device)
+        best = scores.masked_fill(~valid, float("-inf")).argmax(dim=1, keepdim=True)
+        out = torch.zeros_like(scores).scatter_(1, best, 1.0)
+        return out * valid
+
+    def constraints(self, var: cp.Variable) -> list[cp.Constraint]:
+        size = var.shape[0]
+        return [var >= 0, var[:, 0] == 0, cp.diag(var) == 0, cp.sum(var[:, 1:], axis=0) == np.ones(size - 1)]
+
+    def vertices(self, event_shape: tuple[int, ...]) -> np.ndarray:
+        return enumeration.heads_to_matrices(enumeration.head_arrays(event_shape[0] - 1))
+
+    def marginals_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        batch, size, _ = scores.shape
+        valid = arc_mask(lengths, size, batch, scores.device)
+        probs = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=1)
+        return torch.where(valid, probs, torch.zeros_like(probs))
+
+
+class Arborescence(_DependencyPolytope):
+    r"""Non-projective dependency trees: spanning arborescences of nodes ``0..n`` rooted at 0.
+
+    Parameters
+    ----------
+    single_root
+        If True, the root has exactly one child (one word heads the sentence).
+
+    Notes
+    -----
+    - **MAP**: dense Tarjan/Chu-Liu-Edmonds in :math:`O(n^2)` per tree; the single-root
+      optimum is exact, from one contraction of the words and an :math:`O(n)` expansion per
+      candidate root child (see :mod:`spigot.polytopes._tree_kernels`).
+    - **Marginals**: the matrix-tree theorem (Koo et al. 2007), differentiable.
+    - **Constraints**: an exact extended formulation. With :math:`z \ge 0`, one unit of
+      in-degree per word and none into the root, the arborescence polytope is cut out by
+      :math:`z(\delta^{in}(S)) \ge 1` for every set of words :math:`S` (Edmonds 1967); those
+      cuts hold iff, for every word :math:`k`, one unit of flow :math:`f^k \le z` can go from
+      0 to :math:`k` (max-flow/min-cut), which is the multi-commodity flow model used here.
+      For ``single_root`` the constraint :math:`\sum_m z_{0m} = 1` is added; the result is
+      still integral: single-root trees are the common bases of the in-degree partition
+      matroid and the direct sum of the words' graphic matroid with a rank-1 uniform matroid
+      on the root's arcs, and a matroid intersection polytope is integral.
+    - **Relaxation**: :class:`HeadSelection`.
+    """
+
+    def __init__(self, single_root: bool = False) -> None:
+        self.single_root = _check_flag(single_root, "single_root")
+
+    def map_one(self, scores: np.ndarray) -> np.ndarray:
+        heads = np.empty(scores.shape[0], dtype=np.int64)
+        kernels.arborescence_heads(np.ascontiguousarray(scores, dtype=np.float64), self.single_root, heads)
+        return _heads_to_vertex(heads)
+
+    def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        values = _as_float64(scores)
+        out = np.zeros_like(values)
+        lens = _lengths_array(lengths, values.shape[0], values.shape[1] - 1)
+        kernels.dependency_vertices(values, lens, self.single_root, False, out)
+        return torch.from_numpy(out).to(device=scores.device, dtype=scores.dtype)
+
+    def constraints(self, var: cp.Variable) -> list[cp.Constraint]:
+        return _arborescence_flow(var, self.single_root)
+
+    def vertices(self, event_shape: tuple[int, ...]) -> np.ndarray:
+        heads = enumeration.dependency_trees(event_shape[0] - 1, self.single_root, projective=False)
+        return enumeration.heads_to_matrices(heads)
+
+    def relaxation(self) -> Polytope:
+        return HeadSelection()
+
+    def marginals_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        return matrix_tree_marginals(scores, lengths, self.single_root)
+
+
+class ProjectiveTree(_DependencyPolytope):
+    r"""Projective dependency trees: arborescences rooted at 0 whose arcs do not cross.
+
+    Parameters
+    ----------
+    single_root
+        If True, the root has exactly one child.
+
+    Notes
+    -----
+    MAP is Eisner's :math:`O(n^3)` algorithm, compiled and batched; the marginals come from
+    the inside-outside algorithm in log space (autograd through the inside pass). The
+    relaxation is :class:`HeadSelection`. There are no cvxpy constraints; exact projections
+    use the MAP-only solvers.
+    """
+
+    def __init__(self, single_root: bool = False) -> None:
+        self.single_root = _check_flag(single_root, "single_root")
+
+    def map_one(self, scores: np.ndarray) -> np.ndarray:
+        heads = np.empty(scores.shape[0], dtype=np.int64)
+        kernels.projective_heads(np.ascontiguousarray(scores, dtype=np.float64), self.single_root, heads)
+        return _heads_to_vertex(heads)
+
+    def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        values = _as_float64(scores)
+        out = np.zeros_like(values)
+        lens = _lengths_array(lengths, values.shape[0], values.shape[1] - 1)
+        kernels.dependency_vertices(values, lens, self.single_root, True, out)
+        return torch.from_numpy(out).to(device=scores.device, dtype=scores.dtype)
+
+    def vertices(self, event_shape: tuple[int, ...]) -> np.ndarray:
+        heads = enumeration.dependency_trees(event_shape[0] - 1, self.single_root, projective=True)
+        return enumeration.heads_to_matrices(heads)
+
+    def relaxation(self) -> Polytope:
+        return HeadSelection()
+
+    def marginals_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        return eisner_marginals(scores, lengths, self.single_root)
+
+
+class SpanningTree(Polytope):
+    r"""Undirected spanning trees of the complete graph on ``n`` nodes.
+
+    Convention: one instance is an ``(n, n)`` matrix whose strict upper triangle holds the
+    edges, entry ``[i, j]`` (``i < j``) for the edge :math:`\{i, j\}`; the diagonal and the lower
+    triangle are not edges (ignored in scores, 0 in vertices). ``lengths`` counts nodes, so
+    instance ``b`` occupies ``[:n_b, :n_b]``; a single node has the empty tree.
+
+    MAP is Prim's algorithm (:math:`O(n^2)`, compiled, batched); the marginals come from
+    Kirchhoff's matrix-tree theorem; the cvxpy constraints orient the tree away from node 0
+    (:math:`x_{ij} = y_{ij} + y_{ji}`, :math:`y` in the multi-root arborescence formulation of
+    :class:`Arborescence`), an exact extended formulation because orienting is a bijection
+    between spanning trees and arborescences rooted at 0.
+    """
+
+    event_ndim = 2
+
+    def check_event_shape(self, event_shape: tuple[int, ...], name: str = "scores") -> None:
+        rows, cols = event_shape
+        if rows != cols or rows < 1:
+            raise ValueError(
+                f"{name} must end in a square (n, n) edge matrix (entry [i, j], i < j, is the "
+                f"edge {{i, j}}) for {self!r}, got {event_shape}"
+            )
+
+    def valid_slices(self, event_shape: tuple[int, ...], length: int | None) -> tuple[slice, ...]:
+        size = event_shape[0] if length is None else length
+        return (slice(0, size), slice(0, size))
+
+    def map_one(self, scores: np.ndarray) -> np.ndarray:
+        size = scores.shape[0]
+        parents = np.empty(size, dtype=np.int64)
+        kernels.spanning_tree_parents(np.ascontiguousarray(scores, dtype=np.float64), parents)
+        vertex = np.zeros((size, size))
+        children = np.arange(1, size)
+        vertex[np.minimum(parents[1:], children), np.maximum(parents[1:], children)] = 1.0
+        return vertex
+
+    def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        values = _as_float64(scores)
+        out = np.zeros_like(values)
+        kernels.spanning_tree_vertices(values, _lengths_array(lengths, values.shape[0], values.shape[1]), out)
+        return torch.from_numpy(out).to(device=scores.device, dtype=scores.dtype)
+
+    def constraints(self, var: cp.Variable) -> list[cp.Constraint]:
+        size = var.shape[0]
+        if size == 1:
+            return [var == 0]
+        oriented = cp.Variable((size, size))
+        upper = np.triu(np.ones((size, size)), k=1)
+        return _arborescence_flow(oriented, single_root=False) + [
+            cp.multiply(upper, oriented + oriented.T) == var,
+            cp.multiply(1.0 - upper, var) == 0,
+        ]
+
+    def vertices(self, event_shape: tuple[int, ...]) -> np.ndarray:
+        return enumeration.spanning_trees(event_shape[0])
+
+    def marginals_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        return spanning_tree_marginals(scores, lengths)
+
+
+def _arborescence_flow(var: cp.Variable, single_root: bool) -> list[cp.Constraint]:
+    """Multi-commodity flow formulation of the arborescences of nodes ``0..n`` rooted at 0."""
+    size = var.shape[0]
+    constraints = [
+        var >= 0,
+        var[:, 0] == 0,
+        cp.diag(var) == 0,
+        cp.sum(var[:, 1:], axis=0) == np.ones(size - 1),
+    ]
+    if single_root:
+        constraints.append(cp.sum(var[0, 1:]) == 1)
+    for sink in range(1, size):
+        flow = cp.Variable((size, size), nonneg=True)
+        supply = np.zeros(size)
+        supply[0], supply[sink] = -1.0, 1.0
+        constraints += [flow <= var, cp.sum(flow, axis=0) - cp.sum(flow, axis=1) == supply]
+    return constraints
