@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from spigot.polytopes.base import Polytope
+from spigot.solvers import _cholesky
 from spigot.solvers.base import InstanceOutcome, InstanceSolver, check_max_iter, check_tol
 from spigot.solvers.certificate import gap_threshold
 from spigot.solvers.registry import register_solver
@@ -25,54 +26,85 @@ from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED
 
 #: Weights at or below this are treated as zero when leaving conv(S).
 _WEIGHT_EPS = 1e-12
+#: A vertex whose lifted point lies this close (relative squared distance) to the span of the
+#: active ones is affinely dependent on them, numerically.
+_PIVOT_EPS = 1e-12
 
 
 class ActiveSetState:
-    """Vertices ``V`` (rows), their Gram matrix and inner products with ``x``, and weights."""
+    r"""Active vertices ``V`` (rows), their convex weights, and the data of the affine step.
 
-    def __init__(self, x: np.ndarray, vertices: np.ndarray, weights: np.ndarray) -> None:
+    Keeps :math:`Vx + \mathbf 1` and the Cholesky factor of the lifted Gram matrix
+    :math:`VV^\top + \mathbf 1\mathbf 1^\top` (see :mod:`spigot.solvers._cholesky`), updated in
+    :math:`O(m^2)` when a vertex joins or leaves. Arrays grow by doubling; the first
+    :attr:`size` rows are the active set.
+    """
+
+    def __init__(self, x: np.ndarray, capacity: int = 16) -> None:
         self.x = x
-        self.vertices = np.array(vertices, dtype=np.float64)
-        self.weights = np.array(weights, dtype=np.float64)
-        self.gram = self.vertices @ self.vertices.T
-        self.vx = self.vertices @ x
+        self.size = 0
+        self.vertices = np.empty((capacity, x.size))
+        self.weights = np.empty(capacity)
+        self.rhs = np.empty(capacity)
+        self.chol = np.zeros((capacity, capacity))
+
+    @property
+    def active(self) -> np.ndarray:
+        """The active vertices ``(m, d)`` (a view)."""
+        return self.vertices[: self.size]
+
+    @property
+    def active_weights(self) -> np.ndarray:
+        """Their weights ``(m,)`` (a view)."""
+        return self.weights[: self.size]
 
     @property
     def point(self) -> np.ndarray:
-        return self.weights @ self.vertices
+        return self.active_weights @ self.active
 
     def index(self, v: np.ndarray) -> int:
         """Position of ``v`` in the active set, or -1."""
-        hits = np.flatnonzero(np.all(self.vertices == v, axis=1))
+        hits = np.flatnonzero(np.all(self.active == v, axis=1))
         return int(hits[0]) if hits.size else -1
 
-    def add(self, v: np.ndarray) -> None:
-        column = self.vertices @ v
-        self.gram = np.block([[self.gram, column[:, None]], [column[None, :], np.array([[v @ v]])]])
-        self.vertices = np.vstack([self.vertices, v])
-        self.vx = np.append(self.vx, v @ self.x)
-        self.weights = np.append(self.weights, 0.0)
+    def add(self, v: np.ndarray, weight: float = 0.0) -> bool:
+        """Append ``v`` with ``weight``; return False (and change nothing) if it is affinely dependent."""
+        m = self.size
+        if m == len(self.weights):
+            self._grow()
+        diagonal = v @ v + 1.0
+        pivot = _cholesky.append(self.chol, m, self.active @ v + 1.0, diagonal)
+        if pivot <= _PIVOT_EPS * diagonal:
+            return False
+        self.vertices[m] = v
+        self.weights[m] = weight
+        self.rhs[m] = v @ self.x + 1.0
+        self.size = m + 1
+        return True
 
-    def keep(self, mask: np.ndarray) -> None:
-        self.vertices = self.vertices[mask]
-        self.gram = self.gram[np.ix_(mask, mask)]
-        self.vx = self.vx[mask]
-        self.weights = self.weights[mask]
+    def remove(self, k: int) -> None:
+        """Drop the ``k``-th active vertex (its weight is discarded)."""
+        m = self.size
+        _cholesky.delete(self.chol, m, k)
+        for array in (self.vertices, self.weights, self.rhs):
+            array[k : m - 1] = array[k + 1 : m]
+        self.size = m - 1
 
     def affine_minimizer(self) -> np.ndarray:
-        r"""Weights :math:`\beta` (summing to 1) of the point of aff(S) nearest to ``x``.
-
-        With :math:`D_i = v_i - v_0`, solves the normal equations
-        :math:`(D D^\top) c = D (x - v_0)` built from the Gram matrix (least squares, so an
-        affinely dependent set is handled), then :math:`\beta = (1 - \sum c, c)`.
-        """
-        g, vx = self.gram, self.vx
-        if len(vx) == 1:
+        r"""Weights :math:`\beta` (summing to 1) of the point of aff(S) nearest to ``x``."""
+        if self.size == 1:
             return np.ones(1)
-        shifted = g[1:, 1:] - g[1:, :1] - g[:1, 1:] + g[0, 0]
-        rhs = vx[1:] - vx[0] - g[1:, 0] + g[0, 0]
-        c = np.linalg.lstsq(shifted, rhs, rcond=None)[0]
-        return np.concatenate([[1.0 - c.sum()], c])
+        return _cholesky.affine_weights(self.chol, self.size, self.rhs)
+
+    def _grow(self) -> None:
+        capacity = 2 * len(self.weights)
+        vertices = np.empty((capacity, self.vertices.shape[1]))
+        vertices[: self.size] = self.active
+        chol = np.zeros((capacity, capacity))
+        chol[: self.size, : self.size] = self.chol[: self.size, : self.size]
+        weights, rhs = np.empty(capacity), np.empty(capacity)
+        weights[: self.size], rhs[: self.size] = self.active_weights, self.rhs[: self.size]
+        self.vertices, self.chol, self.weights, self.rhs = vertices, chol, weights, rhs
 
 
 @register_solver("active-set")
@@ -111,12 +143,16 @@ class ActiveSet(InstanceSolver):
         def oracle(scores: np.ndarray) -> np.ndarray:
             return np.asarray(polytope.map_one(scores.reshape(shape)), dtype=np.float64).ravel()
 
+        state = ActiveSetState(xf)
         if start is None:
-            state = ActiveSetState(xf, oracle(xf)[None], np.ones(1))
+            state.add(oracle(xf), 1.0)
         else:
             vertices, weights = start
-            state = ActiveSetState(xf, vertices.reshape(len(weights), -1), weights / weights.sum())
-            state.keep(state.weights > 0)
+            for v, w in zip(vertices.reshape(len(weights), -1), weights):
+                if w > 0:  # an affinely dependent vertex is dropped; its weight goes to the rest
+                    state.add(v, w)
+            state.active_weights[:] /= state.active_weights.sum()
+            self._minor_cycles(state)
         p = state.point
         status, message = MAX_ITER, ""
         nit = 0
@@ -127,14 +163,13 @@ class ActiveSet(InstanceSolver):
             if gap <= gap_threshold(residual, self.tol):
                 status = CONVERGED
                 break
-            if state.index(v) >= 0:
+            if state.index(v) >= 0 or not state.add(v):
                 status = STALLED
                 message = (
-                    f"stalled: the oracle returned a vertex already in the active set with gap "
-                    f"{gap:.3e}; precision is exhausted"
+                    f"stalled: the oracle returned a vertex already in (or affinely dependent on) "
+                    f"the active set with gap {gap:.3e}; precision is exhausted"
                 )
                 break
-            state.add(v)
             self._minor_cycles(state)
             p = state.point
         return InstanceOutcome(
@@ -142,27 +177,27 @@ class ActiveSet(InstanceSolver):
             nit=nit,
             status=status,
             message=message,
-            vertices=state.vertices.reshape(-1, *shape),
-            weights=state.weights.copy(),
+            vertices=state.active.reshape(-1, *shape).copy(),
+            weights=state.active_weights.copy(),
         )
 
     @staticmethod
     def _minor_cycles(state: ActiveSetState) -> None:
         """Move the weights to the affine minimiser of S, dropping vertices to stay in conv(S)."""
-        for _ in range(len(state.weights) + 1):
+        for _ in range(state.size + 1):
             beta = state.affine_minimizer()
+            w = state.active_weights
             if np.all(beta > _WEIGHT_EPS):
-                state.weights = beta
+                w[:] = beta
                 return
-            w = state.weights
             leaving = (beta <= _WEIGHT_EPS) & (w - beta > 0)
             theta = np.min(w[leaving] / (w[leaving] - beta[leaving])) if leaving.any() else 1.0
-            w = np.clip((1.0 - theta) * w + theta * beta, 0.0, None)
+            w[:] = np.clip((1.0 - theta) * w + theta * beta, 0.0, None)
             keep = w > _WEIGHT_EPS
             if keep.all():  # guard against a zero step: drop the most negative coordinate
                 keep[np.argmin(beta)] = False
-            state.weights = w
-            state.keep(keep)
-            state.weights = state.weights / state.weights.sum()
-        state.weights = np.clip(state.weights, 0.0, None)
-        state.weights /= state.weights.sum()
+            for k in np.flatnonzero(~keep)[::-1]:
+                state.remove(int(k))
+            state.active_weights[:] /= state.active_weights.sum()
+        w = state.active_weights
+        w[:] = np.clip(w, 0.0, None) / np.clip(w, 0.0, None).sum()
