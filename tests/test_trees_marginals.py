@@ -1,0 +1,100 @@
+"""Marginals of the tree polytopes: brute-force sums, stability, padding, differentiability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+
+from spigot import Arborescence, HeadSelection, ProjectiveTree, SpanningTree
+
+ALL = [
+    Arborescence(),
+    Arborescence(single_root=True),
+    ProjectiveTree(),
+    ProjectiveTree(single_root=True),
+    SpanningTree(),
+    HeadSelection(),
+]
+
+
+def event_size(polytope, n: int) -> int:
+    return n if isinstance(polytope, SpanningTree) else n + 1
+
+
+def brute_force_marginals(scores: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """E[z] under p(z) ~ exp<s, z>, summed over every enumerated vertex in log space."""
+    energies = np.einsum("vij,ij->v", vertices, scores)
+    probs = np.exp(energies - logsumexp(energies))
+    return np.einsum("v,vij->ij", probs, vertices)
+
+
+@pytest.mark.parametrize("polytope", ALL, ids=repr)
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_marginals_match_brute_force(polytope, n):
+    rng = np.random.default_rng(10 + n)
+    size = event_size(polytope, n)
+    vertices = polytope.vertices((size, size))
+    scores = rng.normal(size=(4, size, size)) * 2.0
+    mu = polytope.marginals(torch.from_numpy(scores)).numpy()
+    for s, m in zip(scores, mu):
+        np.testing.assert_allclose(m, brute_force_marginals(s, vertices), atol=1e-10)
+
+
+@pytest.mark.parametrize("polytope", ALL, ids=repr)
+def test_marginals_are_stable_for_large_scores(polytope):
+    rng = np.random.default_rng(11)
+    size = event_size(polytope, 4)
+    vertices = polytope.vertices((size, size))
+    scores = rng.normal(size=(size, size)) * 300.0  # exp() would overflow without rescaling
+    mu = polytope.marginals(torch.from_numpy(scores)).numpy()
+    assert np.all(np.isfinite(mu))
+    np.testing.assert_allclose(mu, brute_force_marginals(scores, vertices), atol=1e-8)
+
+
+@pytest.mark.parametrize("polytope", ALL, ids=repr)
+def test_marginals_lie_in_the_polytope_at_n40(polytope):
+    size = event_size(polytope, 40)
+    scores = torch.randn(2, size, size, dtype=torch.float64) * 3.0
+    mu = polytope.marginals(scores)
+    assert torch.isfinite(mu).all() and (mu >= -1e-12).all()
+    if isinstance(polytope, SpanningTree):
+        assert torch.allclose(mu.sum(dim=(1, 2)), torch.full((2,), size - 1.0, dtype=torch.float64))
+    else:
+        assert torch.allclose(mu.sum(dim=1)[:, 1:], torch.ones(2, size - 1, dtype=torch.float64))
+        assert (mu[:, :, 0] == 0).all() and (torch.diagonal(mu, dim1=1, dim2=2) == 0).all()
+        if getattr(polytope, "single_root", False):
+            assert torch.allclose(mu[:, 0].sum(dim=1), torch.ones(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("polytope", ALL, ids=repr)
+def test_padded_marginals_match_cropped_instances(polytope):
+    rng = np.random.default_rng(12)
+    lengths = torch.tensor([5, 2, 1, 4])
+    size = event_size(polytope, 5)
+    scores = torch.from_numpy(rng.normal(size=(4, size, size)))
+    mu = polytope.marginals(scores, lengths)
+    for mi, si, n in zip(mu, scores, lengths.tolist()):
+        k = event_size(polytope, n)
+        torch.testing.assert_close(mi[:k, :k], polytope.marginals(si[:k, :k]), atol=1e-12, rtol=0)
+        assert mi.abs().sum() == pytest.approx(mi[:k, :k].abs().sum())
+
+
+@pytest.mark.parametrize("polytope", ALL, ids=repr)
+def test_marginals_are_differentiable(polytope):
+    size = event_size(polytope, 3)
+    scores = torch.randn(2, size, size, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([3, 2])
+    assert torch.autograd.gradcheck(lambda s: polytope.marginals(s, lengths), (scores,))
+
+
+@pytest.mark.parametrize("polytope", ALL, ids=repr)
+def test_marginals_follow_dtype_and_numpy(polytope):
+    size = event_size(polytope, 3)
+    scores = torch.randn(size, size, dtype=torch.float32)
+    mu = polytope.marginals(scores)
+    assert mu.dtype == torch.float32 and mu.shape == scores.shape
+    mu_np = polytope.marginals(scores.double().numpy())
+    assert isinstance(mu_np, np.ndarray)
+    np.testing.assert_allclose(mu_np, mu.double().numpy(), atol=1e-6)
