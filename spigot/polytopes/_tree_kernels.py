@@ -365,3 +365,16 @@ def spanning_tree_vertices(scores, lengths, out):
                 out[b, u, v] = 1.0
             else:
                 out[b, v, u] = 1.0
+
+
+@numba.njit(cache=True)
+def head_selection_vertices(scores, lengths, out):
+    """Write each word's best head ``argmax_{h != m, h <= n_b} scores[b, h, m]`` into ``out``."""
+    for b in range(scores.shape[0]):
+        size = lengths[b] + 1
+        for m in range(1, size):
+            best = 0
+            for h in range(1, size):
+                if h != m and scores[b, h, m] > scores[b, best, m]:
+                    best = h
+            out[b, best, m] = 1.0

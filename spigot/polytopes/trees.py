@@ -102,6 +102,11 @@ class HeadSelection(_DependencyPolytope):
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         batch, size, _ = scores.shape
+        if scores.device.type == "cpu":  # one compiled sweep; torch ops elsewhere
+            values = _as_float64(scores)
+            out = np.zeros_like(values)
+            kernels.head_selection_vertices(values, _lengths_array(lengths, batch, size - 1), out)
+            return torch.from_numpy(out).to(scores.dtype)
         valid = arc_mask(lengths, size, batch, scores.device)
         best = scores.masked_fill(~valid, float("-inf")).argmax(dim=1, keepdim=True)
         out = torch.zeros_like(scores).scatter_(1, best, 1.0)

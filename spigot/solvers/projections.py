@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from spigot._batch import Array, check_finite, to_tensor
+from spigot.solvers._simplex_kernel import simplex_thresholds
 
 __all__ = [
     "project_box",
@@ -32,9 +33,13 @@ __all__ = [
 def simplex_threshold(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     r"""The threshold :math:`\tau` with :math:`\sum_{i \in \mathrm{mask}} (x_i - \tau)_+ = 1`.
 
-    Sort-based (Held et al. 1974; Duchi et al. 2008), along the last axis; returns ``(..., 1)``.
-    Rows with no valid entry get :math:`\tau = +\infty` (their projection is 0).
+    Along the last axis; returns ``(..., 1)``. Rows with no valid entry get
+    :math:`\tau = +\infty` (their projection is 0). CPU tensors use a compiled sort-free pass
+    (:mod:`spigot.solvers._simplex_kernel`); other devices sort (Held et al. 1974; Duchi et al.
+    2008).
     """
+    if x.device.type == "cpu":
+        return _cpu_threshold(x, mask)
     k = x.shape[-1]
     masked = x if mask is None else x.masked_fill(~mask, float("-inf"))
     u = torch.sort(masked, dim=-1, descending=True).values
@@ -45,6 +50,17 @@ def simplex_threshold(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     support = ((u * ranks > cumulative) & present).sum(dim=-1, keepdim=True)
     tau = cumulative.gather(-1, (support - 1).clamp(min=0)) / support.clamp(min=1)
     return tau.masked_fill(support == 0, float("inf"))
+
+
+def _cpu_threshold(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    values = x.detach().reshape(-1, x.shape[-1]).to(torch.float64).contiguous().numpy()
+    if mask is None:
+        flags, masked = np.ones((1, 1), dtype=np.bool_), False
+    else:
+        flags, masked = mask.expand(x.shape).reshape(-1, x.shape[-1]).contiguous().numpy(), True
+    out = np.empty(values.shape[0])
+    simplex_thresholds(values, flags, masked, out)
+    return torch.from_numpy(out).to(x.dtype).reshape(*x.shape[:-1], 1)
 
 
 def _jvp_sum_constrained(g: torch.Tensor, free: torch.Tensor, dims: int = 1) -> torch.Tensor:
