@@ -5,22 +5,24 @@ Three comparisons (issue 4):
 1. MAP of non-projective trees, batch of 32 sentences of 50 words: ``Arborescence().map`` (the
    public call: validation, compiled Tarjan over the batch, one-hot output) against a Python
    loop of ``ufal.chu_liu_edmonds`` over the same batch (its input layout prepared beforehand,
-   outside the timer); then the log-log slope of our time over n in {20, 40, 80, 160}.
-2. Exact projection onto the arborescence polytope, n = 20, to a certificate gap of 1e-6:
+   outside the timer; both must return the same trees); then the log-log slope of our time over
+   n in {20, 40, 80, 160}.
+2. Exact projection onto the arborescence polytope, n = 20, to a certificate gap below 1e-6:
    ``active-set`` against the ``cvxpy`` solver on the multi-commodity-flow extended
-   formulation (its problem is built and compiled once before the timer, as in a training
-   loop). lp-sparsemap's DepTree is compared when the package imports.
+   formulation (its parametrized problem is built and compiled once before the timer, as in a
+   training loop). lp-sparsemap's DepTree is compared when the package imports.
 3. A full SPIGOT step, B = 32, n = 50: MAP forward plus the ``relaxed`` projection backward,
-   against torch-struct's ``NonProjectiveDependencyCRF`` marginals forward and backward, for
+   against torch-struct's ``NonProjectiveDependencyCRF`` marginals forward and backward, in
    both root modes.
 
-Times are medians over repeats of the whole call; ratios are ours / peer (lower is better),
-except the projection speed-up, which is peer / ours. The machine's cores may be shared with
-other jobs, so torch runs on ``--threads`` threads (1 by default) for both sides.
+Head-to-head timings alternate between the two sides in short rounds, so that both see the same
+load; the tables give medians and minima, and ratios ours / peer of both (lower is better),
+except the projection speed-up, peer / ours. torch runs on ``--threads`` intra-op threads (1 by
+default, for both sides).
 
 Usage::
 
-    python benchmarks/bench_trees.py [--repeats 20] [--threads 1] [--json out.json]
+    python benchmarks/bench_trees.py [--repeats 30] [--threads 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,16 +42,32 @@ from spigot import Arborescence, spigot
 from spigot.solvers import get_solver
 
 
-def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
+def sample(fn: Callable[[], Any], count: int) -> list[float]:
+    """Wall times of ``count`` calls of ``fn()``, in seconds."""
     times = []
-    for _ in range(repeats):
+    for _ in range(count):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def head_to_head(ours: Callable[[], Any], peer: Callable[[], Any], repeats: int) -> dict[str, float]:
+    """Alternate rounds of 3 calls of each side (after a warm-up); medians, minima and ratios."""
+    ours(), peer(), ours(), peer()
+    ours_times, peer_times = [], []
+    for _ in range(max(1, repeats // 3)):
+        ours_times += sample(ours, 3)
+        peer_times += sample(peer, 3)
+    row = {
+        "ours_median_ms": 1e3 * statistics.median(ours_times),
+        "peer_median_ms": 1e3 * statistics.median(peer_times),
+        "ours_min_ms": 1e3 * min(ours_times),
+        "peer_min_ms": 1e3 * min(peer_times),
+    }
+    row["ratio_median"] = row["ours_median_ms"] / row["peer_median_ms"]
+    row["ratio_min"] = row["ours_min_ms"] / row["peer_min_ms"]
+    return row
 
 
 def bench_map(repeats: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -59,62 +77,57 @@ def bench_map(repeats: int, rng: np.random.Generator) -> dict[str, Any]:
     batch, n = 32, 50
     scores = torch.from_numpy(rng.normal(size=(batch, n + 1, n + 1)))
     peer_inputs = [np.ascontiguousarray(s.T) for s in scores.numpy()]  # ufal wants [dependent, head]
-    ours = polytope.map(scores)
-    for s, z, peer in zip(scores.numpy(), ours.numpy(), peer_inputs):  # same trees
+    for z, peer in zip(polytope.map(scores).numpy(), peer_inputs):
         heads, _ = chu_liu_edmonds(peer)
-        assert np.array_equal(z.argmax(axis=0)[1:], heads[1:]), "peer and ours disagree"
-    t_ours = median_time(lambda: polytope.map(scores), repeats)
-    t_peer = median_time(lambda: [chu_liu_edmonds(p) for p in peer_inputs], repeats)
-    sizes, times = [20, 40, 80, 160], []
+        assert np.array_equal(z.argmax(axis=0)[1:], heads[1:]), "ufal and spigot disagree"
+    row = head_to_head(lambda: polytope.map(scores), lambda: [chu_liu_edmonds(p) for p in peer_inputs], repeats)
+    sizes, medians, minima = [20, 40, 80, 160], [], []
     for size in sizes:
         x = torch.from_numpy(rng.normal(size=(batch, size + 1, size + 1)))
-        times.append(median_time(lambda: polytope.map(x), repeats))
-    slope = float(np.polyfit(np.log(sizes), np.log(times), 1)[0])
-    return {
-        "ours_ms": 1e3 * t_ours,
-        "ufal_loop_ms": 1e3 * t_peer,
-        "ratio": t_ours / t_peer,
-        "sizes": sizes,
-        "ours_ms_by_n": [1e3 * t for t in times],
-        "loglog_slope": slope,
-    }
+        polytope.map(x)
+        times = sample(lambda: polytope.map(x), repeats)
+        medians.append(statistics.median(times))
+        minima.append(min(times))
+    row["sizes"] = sizes
+    row["ours_median_ms_by_n"] = [1e3 * t for t in medians]
+    row["ours_min_ms_by_n"] = [1e3 * t for t in minima]
+    row["loglog_slope_median"] = float(np.polyfit(np.log(sizes), np.log(medians), 1)[0])
+    row["loglog_slope_min"] = float(np.polyfit(np.log(sizes), np.log(minima), 1)[0])
+    return row
 
 
 def bench_projection(repeats: int, rng: np.random.Generator) -> dict[str, Any]:
     polytope = Arborescence()
-    n, instances = 20, max(3, repeats // 4)
+    n, instances = 20, max(3, repeats // 3)
     points = [rng.normal(size=(n + 1, n + 1)) * 2.0 for _ in range(instances)]
-    active = get_solver("active-set", tol=1e-9)
+    active = get_solver("active-set", tol=1e-9)  # accepts gap <= 1e-9 * |x - p|_1, below 1e-6 here
     cvx = get_solver("cvxpy")
+    rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Clarabel may flag "inaccurate"; the certificate tells
         cvx.run(polytope, points[0])  # build and compile the parametrized problem once
         active.run(polytope, points[0])
-        rows = []
         for x in points:
             start = time.perf_counter()
             ours = active.run(polytope, x)
-            t_ours = time.perf_counter() - start
-            start = time.perf_counter()
+            middle = time.perf_counter()
             peer = cvx.run(polytope, x)
-            t_peer = time.perf_counter() - start
-            rows.append((t_ours, t_peer, float(ours.gap), float(peer.gap), float(np.abs(ours.x - peer.x).max())))
-    t_ours = statistics.median(r[0] for r in rows)
-    t_peer = statistics.median(r[1] for r in rows)
+            end = time.perf_counter()
+            rows.append((middle - start, end - middle, float(ours.gap), float(peer.gap), float(np.abs(ours.x - peer.x).max())))
     result = {
         "n": n,
         "instances": instances,
-        "active_set_ms": 1e3 * t_ours,
-        "cvxpy_ms": 1e3 * t_peer,
-        "speedup": t_peer / t_ours,
-        "active_set_max_gap": max(r[2] for r in rows),
-        "cvxpy_max_gap": max(r[3] for r in rows),
+        "ours_median_ms": 1e3 * statistics.median(r[0] for r in rows),
+        "peer_median_ms": 1e3 * statistics.median(r[1] for r in rows),
+        "ours_max_gap": max(r[2] for r in rows),
+        "peer_max_gap": max(r[3] for r in rows),
         "max_abs_difference": max(r[4] for r in rows),
     }
+    result["speedup_median"] = result["peer_median_ms"] / result["ours_median_ms"]
     try:
         import lpsmap  # noqa: F401
     except ImportError as error:
-        result["lp_sparsemap"] = f"not available: {error}"
+        result["lp_sparsemap"] = f"not available ({error})"
     return result
 
 
@@ -125,7 +138,7 @@ def bench_spigot_step(repeats: int, rng: np.random.Generator, single_root: bool)
     scores = torch.from_numpy(rng.normal(size=(batch, n + 1, n + 1)))
     grad = torch.from_numpy(rng.normal(size=(batch, n + 1, n + 1)))
     polytope = Arborescence(single_root=single_root)
-    # torch-struct: (B, n, n) [head, child] over words, the root's arcs on the diagonal
+    # torch-struct: (B, n, n) [head, child] over the words, the root's arcs on the diagonal
     words = torch.arange(n)
     potentials = scores[:, 1:, 1:].clone()
     potentials[:, words, words] = scores[:, 0, 1:]
@@ -133,65 +146,65 @@ def bench_spigot_step(repeats: int, rng: np.random.Generator, single_root: bool)
 
     def ours() -> None:
         leaf = scores.clone().requires_grad_(True)
-        z = spigot(leaf, polytope, solver="relaxed")
-        z.backward(grad)
+        spigot(leaf, polytope, solver="relaxed").backward(grad)
 
     def peer() -> None:
         leaf = potentials.clone().requires_grad_(True)
-        marginals = NonProjectiveDependencyCRF(leaf, multiroot=not single_root).marginals
-        marginals.backward(peer_grad)
+        NonProjectiveDependencyCRF(leaf, multiroot=not single_root).marginals.backward(peer_grad)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch-struct's distribution warns about arg_constraints
-        t_ours = median_time(ours, repeats)
-        t_peer = median_time(peer, repeats)
-    return {
-        "single_root": single_root,
-        "ours_ms": 1e3 * t_ours,
-        "torch_struct_ms": 1e3 * t_peer,
-        "ratio": t_ours / t_peer,
-    }
+        row = head_to_head(ours, peer, repeats)
+    row["single_root"] = single_root
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=20, help="timed calls per measurement")
+    parser.add_argument("--repeats", type=int, default=30, help="timed calls per side and measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     if args.repeats < 3:
         parser.error("--repeats must be at least 3")
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
         "map": bench_map(args.repeats, rng),
         "projection": bench_projection(args.repeats, rng),
         "spigot_step": [bench_spigot_step(args.repeats, rng, single) for single in (False, True)],
     }
     m, p = results["map"], results["projection"]
     print(f"machine: {results['machine']}")
-    print("\n1. MAP, B=32, n=50 (median ms)")
-    print(f"   spigot Arborescence.map   {m['ours_ms']:9.3f}")
-    print(f"   ufal.chu_liu_edmonds loop {m['ufal_loop_ms']:9.3f}")
-    print(f"   ratio ours/peer           {m['ratio']:9.3f}   (goal <= 1.0)")
-    print("   n:        " + "".join(f"{s:>9d}" for s in m["sizes"]))
-    print("   ours ms:  " + "".join(f"{t:9.3f}" for t in m["ours_ms_by_n"]))
-    print(f"   log-log slope {m['loglog_slope']:.3f}   (goal <= 2.2)")
+    print("\n1. MAP, B=32, n=50 (ms)                  median       min")
+    print(f"   spigot Arborescence.map          {m['ours_median_ms']:9.3f} {m['ours_min_ms']:9.3f}")
+    print(f"   ufal.chu_liu_edmonds loop        {m['peer_median_ms']:9.3f} {m['peer_min_ms']:9.3f}")
+    print(f"   ratio ours/peer                  {m['ratio_median']:9.3f} {m['ratio_min']:9.3f}   (goal <= 1.0)")
+    print("   n:          " + "".join(f"{s:>9d}" for s in m["sizes"]))
+    print("   median ms:  " + "".join(f"{t:9.3f}" for t in m["ours_median_ms_by_n"]))
+    print("   min ms:     " + "".join(f"{t:9.3f}" for t in m["ours_min_ms_by_n"]))
+    print(
+        f"   log-log slope {m['loglog_slope_median']:.3f} (medians), {m['loglog_slope_min']:.3f} (minima)"
+        "   (goal <= 2.2)"
+    )
     print(f"\n2. Exact projection, n={p['n']}, {p['instances']} instances (median ms)")
-    print(f"   active-set                {p['active_set_ms']:9.3f}   max gap {p['active_set_max_gap']:.2e}")
-    print(f"   cvxpy extended formulation{p['cvxpy_ms']:9.3f}   max gap {p['cvxpy_max_gap']:.2e}")
-    print(f"   speed-up peer/ours        {p['speedup']:9.1f}   (goal >= 100)")
-    print(f"   max |difference|          {p['max_abs_difference']:.2e}")
+    print(f"   active-set                       {p['ours_median_ms']:9.3f}   max gap {p['ours_max_gap']:.2e}")
+    print(f"   cvxpy extended formulation       {p['peer_median_ms']:9.3f}   max gap {p['peer_max_gap']:.2e}")
+    print(f"   speed-up peer/ours               {p['speedup_median']:9.1f}   (goal >= 100)")
+    print(f"   max |difference| of the results  {p['max_abs_difference']:.2e}")
     if "lp_sparsemap" in p:
         print(f"   lp-sparsemap DepTree: {p['lp_sparsemap']}")
-    print("\n3. SPIGOT step (MAP + relaxed backward) vs torch-struct marginals fwd+bwd, B=32, n=50 (median ms)")
+    print("\n3. SPIGOT step (MAP + relaxed backward) vs torch-struct marginals fwd+bwd, B=32, n=50 (ms)")
+    print("                  ours median   peer median   ratio  |  ours min   peer min   ratio   (goal <= 0.5)")
     for row in results["spigot_step"]:
         mode = "single-root" if row["single_root"] else "multi-root "
         print(
-            f"   {mode} ours {row['ours_ms']:8.3f}  torch-struct {row['torch_struct_ms']:8.3f}"
-            f"  ratio {row['ratio']:.3f}   (goal <= 0.5)"
+            f"   {mode}  {row['ours_median_ms']:11.3f} {row['peer_median_ms']:13.3f} {row['ratio_median']:7.3f}"
+            f"  | {row['ours_min_ms']:9.3f} {row['peer_min_ms']:10.3f} {row['ratio_min']:7.3f}"
         )
     if args.json:
         with open(args.json, "w") as handle:

@@ -5,9 +5,9 @@ For a row :math:`x` restricted to its valid entries, the projection onto the sim
 the support :math:`S^\star` of the projection, :math:`\tau(S) = (\sum_{i \in S} x_i - 1)/|S|` is
 at most :math:`\tau^\star`, so :math:`\{i : x_i > \tau(S)\}` again contains :math:`S^\star`;
 Michelot (1986) iterates this until the set stops shrinking, which happens exactly at
-:math:`S^\star`. Since :math:`\tau^\star \ge \max_i x_i - 1`, the iteration can start from
-:math:`S_0 = \{i : x_i > \max_j x_j - 1\}` instead of every entry, which usually is the support
-already: a few sweeps over the row and no sort.
+:math:`S^\star`. Since :math:`\tau^\star \ge \max_i x_i - 1`, only the entries above
+:math:`\max_i x_i - 1` can matter: two sweeps over the row find the maximum and collect them,
+and Michelot's iterations then run on those few candidates. No sort, two passes over the data.
 """
 
 from __future__ import annotations
@@ -17,31 +17,50 @@ import numpy as np
 
 
 @numba.njit(cache=True)
-def simplex_thresholds(values, mask, masked, out):
-    """``out[r]`` = threshold of row ``values[r]`` over ``mask[r]`` (all entries if not ``masked``).
+def _row_threshold(values, mask, masked, r, candidates):
+    """Threshold of row ``r`` over its valid entries (:math:`+\\infty` if there are none)."""
+    top = -np.inf
+    for j in range(values.shape[1]):
+        if not masked or mask[r, j]:
+            top = max(top, values[r, j])
+    size = 0
+    for j in range(values.shape[1]):
+        if values[r, j] > top - 1.0 and (not masked or mask[r, j]):
+            candidates[size] = values[r, j]
+            size += 1
+    if size == 0:
+        return np.inf
+    tau = top - 1.0
+    count = size + 1
+    while True:
+        total = 0.0
+        kept = 0
+        for i in range(size):
+            if candidates[i] > tau:
+                total += candidates[i]
+                kept += 1
+        if kept == count:
+            return tau
+        count = kept
+        tau = (total - 1.0) / kept
 
-    Rows without a valid entry get :math:`+\\infty` (their projection is 0).
-    """
-    rows, width = values.shape
-    for r in range(rows):
-        top = -np.inf
-        for j in range(width):
-            if (not masked or mask[r, j]) and values[r, j] > top:
-                top = values[r, j]
-        if top == -np.inf:
-            out[r] = np.inf
-            continue
-        tau = top - 1.0
-        count = width + 1
-        while True:
-            total = 0.0
-            kept = 0
-            for j in range(width):
-                if (not masked or mask[r, j]) and values[r, j] > tau:
-                    total += values[r, j]
-                    kept += 1
-            if kept == count:
-                break
-            count = kept
-            tau = (total - 1.0) / kept
-        out[r] = tau
+
+@numba.njit(cache=True)
+def simplex_thresholds(values, mask, masked, out):
+    """``out[r]`` = threshold of row ``values[r]`` over ``mask[r]`` (all entries if not ``masked``)."""
+    candidates = np.empty(values.shape[1])
+    for r in range(values.shape[0]):
+        out[r] = _row_threshold(values, mask, masked, r, candidates)
+
+
+@numba.njit(cache=True)
+def simplex_projections(values, mask, masked, out):
+    """``out[r] = (values[r] - tau_r)_+`` on the valid entries of each row, 0 elsewhere."""
+    candidates = np.empty(values.shape[1])
+    for r in range(values.shape[0]):
+        tau = _row_threshold(values, mask, masked, r, candidates)
+        for j in range(values.shape[1]):
+            if (masked and not mask[r, j]) or values[r, j] <= tau:
+                out[r, j] = 0.0
+            else:
+                out[r, j] = values[r, j] - tau

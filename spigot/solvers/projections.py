@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from spigot._batch import Array, check_finite, to_tensor
-from spigot.solvers._simplex_kernel import simplex_thresholds
+from spigot.solvers._simplex_kernel import simplex_projections, simplex_thresholds
 
 __all__ = [
     "project_box",
@@ -52,15 +52,26 @@ def simplex_threshold(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     return tau.masked_fill(support == 0, float("inf"))
 
 
-def _cpu_threshold(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def _cpu_rows(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``x`` and ``mask`` as contiguous 2-D numpy rows (float64, bool) for the compiled kernels."""
     values = x.detach().reshape(-1, x.shape[-1]).to(torch.float64).contiguous().numpy()
     if mask is None:
-        flags, masked = np.ones((1, 1), dtype=np.bool_), False
-    else:
-        flags, masked = mask.expand(x.shape).reshape(-1, x.shape[-1]).contiguous().numpy(), True
+        return values, np.ones((1, 1), dtype=np.bool_), False
+    return values, mask.expand(x.shape).reshape(-1, x.shape[-1]).contiguous().numpy(), True
+
+
+def _cpu_threshold(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    values, flags, masked = _cpu_rows(x, mask)
     out = np.empty(values.shape[0])
     simplex_thresholds(values, flags, masked, out)
     return torch.from_numpy(out).to(x.dtype).reshape(*x.shape[:-1], 1)
+
+
+def _cpu_projection(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    values, flags, masked = _cpu_rows(x, mask)
+    out = np.empty_like(values)
+    simplex_projections(values, flags, masked, out)
+    return torch.from_numpy(out).to(x.dtype).reshape(x.shape)
 
 
 def _jvp_sum_constrained(g: torch.Tensor, free: torch.Tensor, dims: int = 1) -> torch.Tensor:
@@ -74,10 +85,12 @@ def _jvp_sum_constrained(g: torch.Tensor, free: torch.Tensor, dims: int = 1) -> 
 class _SimplexProjection(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        tau = simplex_threshold(x, mask)
-        p = (x - tau).clamp(min=0.0)
-        if mask is not None:
-            p = p * mask
+        if x.device.type == "cpu":
+            p = _cpu_projection(x, mask)
+        else:
+            p = (x - simplex_threshold(x, mask)).clamp(min=0.0)
+            if mask is not None:
+                p = p * mask
         ctx.save_for_backward(p)
         return p
 

@@ -1,0 +1,60 @@
+"""The head-selection relaxation: its compiled simplex thresholds and differentiable closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spigot import HeadSelection
+from spigot.solvers import project_simplex
+from spigot.solvers._simplex_kernel import simplex_thresholds
+from spigot.solvers.closed_form import closed_form_for
+
+
+def sorted_threshold(row: np.ndarray) -> float:
+    """Held-Wolfe-Crowder threshold of one row of valid entries, by sorting."""
+    u = np.sort(row)[::-1]
+    cumulative = np.cumsum(u) - 1.0
+    support = np.flatnonzero(u * np.arange(1, len(u) + 1) > cumulative)[-1] + 1
+    return cumulative[support - 1] / support
+
+
+@pytest.mark.parametrize("width", [1, 2, 7, 51])
+def test_compiled_thresholds_match_the_sorting_method(width):
+    rng = np.random.default_rng(width)
+    values = rng.normal(size=(300, width)) * rng.choice([0.01, 1.0, 30.0], size=(300, 1))
+    mask = rng.random((300, width)) < 0.7
+    mask[:5] = False  # rows without a valid entry
+    out = np.empty(300)
+    simplex_thresholds(values, mask, True, out)
+    for row, valid, tau in zip(values, mask, out):
+        if valid.any():
+            assert tau == pytest.approx(sorted_threshold(row[valid]), abs=1e-12, rel=1e-12)
+        else:
+            assert tau == np.inf
+    simplex_thresholds(values, mask, False, out)  # mask ignored
+    np.testing.assert_allclose(out, [sorted_threshold(row) for row in values], atol=1e-12)
+
+
+def test_project_simplex_on_cpu_sums_to_one_over_valid_entries():
+    x = torch.randn(4, 9, 11, dtype=torch.float64) * 3.0
+    lengths = torch.randint(1, 12, (4, 9))
+    p = project_simplex(x, lengths)
+    valid = torch.arange(11) < lengths[..., None]
+    assert torch.allclose(p.sum(dim=-1), torch.ones(4, 9, dtype=torch.float64))
+    assert (p[~valid] == 0).all() and (p >= 0).all()
+
+
+def test_head_selection_projection_is_differentiable():
+    x = torch.randn(2, 5, 5, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([4, 2])
+    project = closed_form_for(HeadSelection())
+    assert torch.autograd.gradcheck(lambda t: project(HeadSelection(), t, lengths), (x,))
+
+
+def test_head_selection_projection_follows_float32():
+    x = torch.randn(3, 6, 6)
+    result = HeadSelection().project(x, solver="closed-form")
+    assert result.x.dtype == torch.float32
+    assert torch.allclose(result.x.sum(dim=1)[:, 1:], torch.ones(3, 5), atol=1e-6)
