@@ -37,7 +37,7 @@ class CvxpyQP(Solver):
     name = "cvxpy"
     exact = True
 
-    def __init__(self, tol: float = 1e-10, max_iter: int = 200, backend: str = "CLARABEL") -> None:
+    def __init__(self, tol: float = 1e-12, max_iter: int = 200, backend: str = "CLARABEL") -> None:
         self.tol = check_tol(tol)
         self.max_iter = check_max_iter(max_iter)
         if backend not in cp.installed_solvers():
