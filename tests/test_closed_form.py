@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from reference import hull_projection
 from spigot.polytopes import Budget, ProductOfSimplices, Simplex, UnitCube
@@ -84,3 +87,24 @@ def test_budget_ties_and_saturation():
 def test_budget_equal_to_number_of_items_gives_all_ones():
     p = project_budget(torch.tensor([[-3.0, 0.1, 7.0]]), 3)
     torch.testing.assert_close(p, torch.ones(1, 3))
+
+
+def _sorted_simplex_projection(v: np.ndarray) -> np.ndarray:
+    """Textbook sort-based projection (Held et al. 1974), independent of the library's kernel."""
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u) - 1.0
+    rho = np.nonzero(u * np.arange(1, len(v) + 1) > css)[0][-1]
+    return np.maximum(v - css[rho] / (rho + 1), 0.0)
+
+
+@given(
+    arrays(
+        np.float64,
+        st.integers(1, 40),
+        elements=st.one_of(st.sampled_from([0.0, 1.0, -1.0, 0.5]), st.floats(-1e6, 1e6)),
+    )
+)
+def test_simplex_kernel_matches_sort_based_projection_with_ties(v):
+    p = project_simplex(v)
+    np.testing.assert_allclose(p, _sorted_simplex_projection(v), atol=1e-9 * max(1.0, np.abs(v).max()))
+    assert abs(p.sum() - 1.0) < 1e-12 * max(1.0, np.abs(v).max()) * len(v) and np.all(p >= 0)
