@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from estimator_reference import brute_map, gibbs, spigot_ce_gradient, spigot_eg_gradient
-from polytope_cases import CASE_IDS, CASES, ExactlyTwo, exactly_two_vertices
+from polytope_cases import CASES, ExactlyTwo, exactly_two_vertices
 from reference import hull_projection
 from spigot import UnsupportedOperation
 from spigot.autodiff import (
@@ -99,7 +99,9 @@ def test_make_estimator_rejects_unknown_names_and_options():
 def test_estimators_needing_marginals_refuse_a_polytope_without_them(name):
     with pytest.raises(UnsupportedOperation, match="marginals"):
         make_estimator(name, ExactlyTwo())
-    functional = {"ste-s": ste_marginals, "spigot-ce": spigot_ce, "spigot-eg": spigot_eg, "marginals": marginals}
+    functional = {
+        "ste-s": ste_marginals, "spigot-ce": spigot_ce, "spigot-eg": spigot_eg, "marginals": marginals,
+    }
     with pytest.raises(UnsupportedOperation, match="ExactlyTwo does not define marginals"):
         functional[name](torch.zeros(4), ExactlyTwo())
 
@@ -114,7 +116,8 @@ def test_padding_is_zero_and_never_influences_valid_entries(case, name, rng):
     g = torch.from_numpy(rng.normal(size=(3, *shape)))
     wild = torch.where(valid, x, 100.0 * torch.from_numpy(rng.normal(size=(3, *shape))))
     out, grad = _forward_backward(make_estimator(name, polytope, **_options(name)), x, g, lengths)
-    out_wild, grad_wild = _forward_backward(make_estimator(name, polytope, **_options(name)), wild, 3.0 * g, lengths)
+    module = make_estimator(name, polytope, **_options(name))
+    out_wild, grad_wild = _forward_backward(module, wild, 3.0 * g, lengths)
     for tensor in (out, grad, out_wild, grad_wild):
         assert torch.all(tensor[~valid] == 0)
     torch.testing.assert_close(out, out_wild)
@@ -132,7 +135,8 @@ def test_dtype_batch_shape_and_numpy_follow_the_input(case, name, rng):
     x64 = torch.from_numpy(rng.normal(size=(2, 2, *shape)))
     g64 = torch.from_numpy(rng.normal(size=(2, 2, *shape)))
     out64, grad64 = _forward_backward(make_estimator(name, polytope, **_options(name)), x64, g64)
-    out32, grad32 = _forward_backward(make_estimator(name, polytope, **_options(name)), x64.float(), g64.float())
+    module = make_estimator(name, polytope, **_options(name))
+    out32, grad32 = _forward_backward(module, x64.float(), g64.float())
     assert out64.shape == grad64.shape == x64.shape
     assert out64.dtype == grad64.dtype == torch.float64
     assert out32.dtype == grad32.dtype == torch.float32
@@ -213,7 +217,8 @@ def test_marginals_forward_and_backward_match_brute_force(case, rng):
     _, polytope, shape, vertices = case
     verts = vertices()
     x, g = rng.normal(size=(4, *shape)), rng.normal(size=(4, *shape))
-    out, grad = _forward_backward(make_estimator("marginals", polytope), torch.from_numpy(x), torch.from_numpy(g))
+    module = make_estimator("marginals", polytope)
+    out, grad = _forward_backward(module, torch.from_numpy(x), torch.from_numpy(g))
     for xi, gi, oi, di in zip(x, g, out.numpy(), grad.numpy()):
         mean, covariance = gibbs(xi, verts)
         np.testing.assert_allclose(oi, mean, atol=1e-12)
@@ -292,7 +297,7 @@ def test_map_only_estimators_on_a_user_polytope_match_the_same_structure_built_i
 def test_ste_i_and_spigot_backward_formulas(rng):
     verts = exactly_two_vertices(5)
     x, g = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
-    out, grad = _forward_backward(make_estimator("ste-i", ExactlyTwo()), torch.from_numpy(x), torch.from_numpy(g))
+    _, grad = _forward_backward(make_estimator("ste-i", ExactlyTwo()), torch.from_numpy(x), torch.from_numpy(g))
     np.testing.assert_array_equal(grad.numpy(), g)
     out, grad = _forward_backward(
         make_estimator("spigot", ExactlyTwo(), eta=0.5), torch.from_numpy(x), torch.from_numpy(g)
@@ -303,7 +308,9 @@ def test_ste_i_and_spigot_backward_formulas(rng):
         np.testing.assert_allclose(di, z - hull_projection(z - 0.5 * gi, verts), atol=1e-6)
 
 
-@pytest.mark.parametrize("polytope", [ProductOfSimplices(), Budget(2, at_most=True)], ids=["product", "budget-at-most"])
+@pytest.mark.parametrize(
+    "polytope", [ProductOfSimplices(), Budget(2, at_most=True)], ids=["product", "budget-at-most"]
+)
 def test_functional_and_module_forms_agree(polytope, rng):
     shape = (3, 3) if isinstance(polytope, ProductOfSimplices) else (5,)
     x = torch.from_numpy(rng.normal(size=(2, *shape)))
@@ -315,7 +322,9 @@ def test_functional_and_module_forms_agree(polytope, rng):
         "spigot-eg": lambda t: spigot_eg(t, polytope, eta=0.3, lengths=lengths),
         "marginals": lambda t: marginals(t, polytope, lengths),
     }
-    options = {"ste-s": {}, "spigot-ce": {"eta": 0.3, "output": "marginals"}, "spigot-eg": {"eta": 0.3}, "marginals": {}}
+    options = {
+        "ste-s": {}, "spigot-ce": {"eta": 0.3, "output": "marginals"}, "spigot-eg": {"eta": 0.3}, "marginals": {},
+    }
     for name, fn in functional.items():
         module = make_estimator(name, polytope, **options[name])
         a = _forward_backward(lambda t, lengths: fn(t), x, g)

@@ -57,7 +57,8 @@ def _noise(batch: Batch, options: dict) -> torch.Tensor:
     """The ``(M, B, *event)`` perturbations :math:`\\epsilon` (zeros with ``noise="none"``)."""
     samples = options["n_samples"]
     if options["noise"] == "none":
-        return torch.zeros((samples, *batch.values.shape), dtype=batch.values.dtype, device=batch.values.device)
+        values = batch.values
+        return torch.zeros((samples, *values.shape), dtype=values.dtype, device=values.device)
     return draw_noise(
         batch,
         options["noise"],
@@ -119,7 +120,8 @@ def _options(
 def _apply(scores: Array, polytope: Polytope, options: dict, lengths: Array | None) -> Array:
     if isinstance(scores, np.ndarray):
         batch = as_batch(polytope, scores, lengths)
-        return batch.restore(perturbed_maps(polytope, batch.values, batch.lengths, _noise(batch, options)).mean(dim=0))
+        maps = perturbed_maps(polytope, batch.values, batch.lengths, _noise(batch, options))
+        return batch.restore(maps.mean(dim=0))
     return _IMLEFunction.apply(scores, polytope, options, lengths)
 
 

@@ -10,7 +10,8 @@ is a smooth point of the polytope, and its Jacobian has the same expectation for
 
 .. math:: J_{y_\sigma}(s) = \frac{1}{\sigma}\, \mathbb{E}_Z\big[\mathrm{map}(s + \sigma Z)\, Z^\top\big],
           \qquad
-          J^\top g = \frac{1}{\sigma}\, \mathbb{E}_Z\big[\langle \mathrm{map}(s + \sigma Z), g\rangle\, Z\big].
+          J^\top g = \frac{1}{\sigma}\,
+          \mathbb{E}_Z\big[\langle \mathrm{map}(s + \sigma Z), g\rangle\, Z\big].
 
 Both expectations are estimated by Monte Carlo with the same :math:`M` samples
 :math:`Z_1, \dots, Z_M`: the forward pass returns

@@ -249,7 +249,8 @@ class SpigotCE(torch.nn.Module):
 
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
         return spigot_ce(
-            scores, self.polytope, self.solver, self.eta, self.threshold, lengths, self.on_failure, self.output
+            scores, self.polytope, self.solver, self.eta, self.threshold, lengths,
+            self.on_failure, self.output,
         )
 
     def extra_repr(self) -> str:
@@ -280,4 +281,7 @@ class SpigotEG(torch.nn.Module):
         return spigot_eg(scores, self.polytope, self.eta, self.threshold, lengths, self.output)
 
     def extra_repr(self) -> str:
-        return f"polytope={self.polytope!r}, eta={self.eta}, threshold={self.threshold}, output={self.output!r}"
+        return (
+            f"polytope={self.polytope!r}, eta={self.eta}, threshold={self.threshold}, "
+            f"output={self.output!r}"
+        )

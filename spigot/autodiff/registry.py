@@ -76,7 +76,9 @@ def make_estimator(name: str, polytope: Polytope, **options: Any) -> torch.nn.Mo
             valid += [f"{option} (solver {solver!r})" for option in extra]
             unknown -= set(extra)
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for estimator {name!r}; valid options: {valid}")
+        raise ValueError(
+            f"unknown option(s) {sorted(unknown)} for estimator {name!r}; valid options: {valid}"
+        )
     return cls(polytope, **options)
 
 
