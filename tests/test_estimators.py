@@ -14,7 +14,7 @@ import torch
 from estimator_reference import brute_map, gibbs, spigot_ce_gradient, spigot_eg_gradient
 from polytope_cases import CASES, ExactlyTwo, exactly_two_vertices
 from reference import hull_projection
-from spigot import UnsupportedOperation
+from spigot import ProjectionError, UnsupportedOperation
 from spigot.autodiff import (
     ESTIMATORS,
     SpigotCE,
@@ -26,6 +26,7 @@ from spigot.autodiff import (
     spigot_eg,
     ste_marginals,
 )
+from spigot.errors import ProjectionWarning
 from spigot.polytopes import Budget, ProductOfSimplices, Simplex, UnitCube
 
 NEEDS_MARGINALS = {"ste-s", "spigot-ce", "spigot-eg", "marginals"}
@@ -282,6 +283,17 @@ def test_threshold_caps_the_step_per_instance(name, rng):
         np.testing.assert_allclose(di, reference(xi, gi, eta_b, verts), atol=1e-6)
 
 
+def test_spigot_ce_backward_projection_failure_raises_or_warns(rng):
+    x = torch.from_numpy(rng.normal(size=(2, 6))).requires_grad_(True)
+    g = torch.from_numpy(rng.normal(size=(2, 6)))
+    layer = SpigotCE(Budget(3), solver="frank-wolfe", max_iter=1, tol=1e-12)
+    with pytest.raises(ProjectionError, match="SPIGOT-CE backward"):
+        layer(x).backward(g)
+    lenient = SpigotCE(Budget(3), solver="frank-wolfe", max_iter=1, tol=1e-12, on_failure="warn")
+    with pytest.warns(ProjectionWarning, match="SPIGOT-CE backward"):
+        lenient(x).backward(g)
+
+
 # ----------------------------------------------------------------------------- MAP-only estimators
 def test_map_only_estimators_on_a_user_polytope_match_the_same_structure_built_in(rng):
     """ExactlyTwo (map_one only) is Budget(2): every MAP-only estimator must agree on it."""
@@ -331,3 +343,14 @@ def test_functional_and_module_forms_agree(polytope, rng):
         b = _forward_backward(module, x, g, lengths)
         for u, v in zip(a, b):
             torch.testing.assert_close(u, v, msg=name)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_outputs_and_gradients_stay_on_the_cuda_device(name, rng):
+    x = torch.from_numpy(rng.normal(size=(3, 5))).float().cuda()
+    g = torch.from_numpy(rng.normal(size=(3, 5))).float().cuda()
+    lengths = torch.tensor([5, 2, 4], device="cuda")
+    out, grad = _forward_backward(make_estimator(name, Budget(2), **_options(name)), x, g, lengths)
+    assert out.is_cuda and grad.is_cuda and out.dtype == grad.dtype == torch.float32
+    assert torch.all(out[1, 2:] == 0) and torch.all(grad[1, 2:] == 0)

@@ -32,6 +32,8 @@ entries get no noise, and padded outputs and gradients are 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
@@ -53,32 +55,59 @@ from spigot.polytopes.base import Polytope
 IMLE_NOISES = (*NOISES, "none")
 
 
-def _noise(batch: Batch, options: dict) -> torch.Tensor:
-    """The ``(M, B, *event)`` perturbations :math:`\\epsilon` (zeros with ``noise="none"``)."""
-    samples = options["n_samples"]
-    if options["noise"] == "none":
-        values = batch.values
-        return torch.zeros((samples, *values.shape), dtype=values.dtype, device=values.device)
-    return draw_noise(
-        batch,
-        options["noise"],
-        samples,
-        options["temperature"],
-        options["generator"],
-        k=options["k"],
-        terms=options["terms"],
-    )
+@dataclass(frozen=True)
+class IMLEOptions:
+    """Validated options of I-MLE (see :func:`imle`)."""
+
+    lambda_: float
+    noise: str
+    temperature: float
+    k: int
+    terms: int
+    n_samples: int
+    generator: torch.Generator | None
+
+    @classmethod
+    def checked(
+        cls,
+        lambda_: float,
+        noise: str,
+        temperature: float,
+        k: int,
+        terms: int,
+        n_samples: int,
+        generator: torch.Generator | None,
+    ) -> IMLEOptions:
+        """Build the options, raising ValueError/TypeError that names a bad argument."""
+        return cls(
+            lambda_=check_positive(lambda_, "lambda_"),
+            noise=check_choice(noise, IMLE_NOISES, "noise"),
+            temperature=check_positive(temperature, "temperature"),
+            k=check_count(k, "k"),
+            terms=check_count(terms, "terms"),
+            n_samples=check_count(n_samples, "n_samples"),
+            generator=check_generator(generator),
+        )
+
+    def draw(self, batch: Batch) -> torch.Tensor:
+        """The ``(M, B, *event)`` perturbations (zeros with ``noise="none"``, 0 on padding)."""
+        if self.noise == "none":
+            values = batch.values
+            return torch.zeros((self.n_samples, *values.shape), dtype=values.dtype, device=values.device)
+        return draw_noise(
+            batch, self.noise, self.n_samples, self.temperature, self.generator, k=self.k, terms=self.terms
+        )
 
 
 class _IMLEFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores, polytope, options, lengths):
         batch = as_batch(polytope, scores, lengths)
-        noise = _noise(batch, options)
+        noise = options.draw(batch)
         values = batch.values.detach()
         maps = perturbed_maps(polytope, values, batch.lengths, noise)
         mask = padding_mask(batch)
-        ctx.polytope, ctx.lengths, ctx.lambda_ = polytope, batch.lengths, options["lambda_"]
+        ctx.polytope, ctx.lengths, ctx.lambda_ = polytope, batch.lengths, options.lambda_
         ctx.has_mask = mask is not None
         ctx.save_for_backward(values, noise, maps, mask if mask is not None else torch.empty(0))
         return maps.mean(dim=0).reshape(scores.shape)
@@ -96,31 +125,11 @@ class _IMLEFunction(torch.autograd.Function):
         return grad_scores.reshape(grad_z.shape), None, None, None
 
 
-def _options(
-    lambda_: float,
-    noise: str,
-    temperature: float,
-    k: int,
-    terms: int,
-    n_samples: int,
-    generator: torch.Generator | None,
-) -> dict:
-    """Validated I-MLE options."""
-    return {
-        "lambda_": check_positive(lambda_, "lambda_"),
-        "noise": check_choice(noise, IMLE_NOISES, "noise"),
-        "temperature": check_positive(temperature, "temperature"),
-        "k": check_count(k, "k"),
-        "terms": check_count(terms, "terms"),
-        "n_samples": check_count(n_samples, "n_samples"),
-        "generator": check_generator(generator),
-    }
-
-
-def _apply(scores: Array, polytope: Polytope, options: dict, lengths: Array | None) -> Array:
+def _apply(scores: Array, polytope: Polytope, options: IMLEOptions, lengths: Array | None) -> Array:
+    """Run I-MLE with validated options (numpy: forward only)."""
     if isinstance(scores, np.ndarray):
         batch = as_batch(polytope, scores, lengths)
-        maps = perturbed_maps(polytope, batch.values, batch.lengths, _noise(batch, options))
+        maps = perturbed_maps(polytope, batch.values, batch.lengths, options.draw(batch))
         return batch.restore(maps.mean(dim=0))
     return _IMLEFunction.apply(scores, polytope, options, lengths)
 
@@ -165,7 +174,7 @@ def imle(
     The sample, shaped, placed and typed like ``scores`` (numpy in, numpy out, without gradient).
     """
     check_polytope(polytope)
-    options = _options(lambda_, noise, temperature, k, terms, n_samples, generator)
+    options = IMLEOptions.checked(lambda_, noise, temperature, k, terms, n_samples, generator)
     return _apply(scores, polytope, options, lengths)
 
 
@@ -185,11 +194,11 @@ class IMLE(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.polytope = check_polytope(polytope)
-        self.options = _options(lambda_, noise, temperature, k, terms, n_samples, generator)
+        self.options = IMLEOptions.checked(lambda_, noise, temperature, k, terms, n_samples, generator)
 
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
         return _apply(scores, self.polytope, self.options, lengths)
 
     def extra_repr(self) -> str:
-        shown = {key: value for key, value in self.options.items() if key != "generator"}
+        shown = {key: value for key, value in vars(self.options).items() if key != "generator"}
         return f"polytope={self.polytope!r}, " + ", ".join(f"{key}={value!r}" for key, value in shown.items())

@@ -32,9 +32,10 @@ take the pulled-back target by one step of size :math:`\eta` *from the marginals
 
 **Where** :math:`g` **is taken, and what the layer outputs.** In the derivation :math:`g =
 \nabla_\mu L` at the point the step starts from, :math:`\mu(s)`. The authors' experiments
-output the argmax :math:`\hat z = \mathrm{map}(s)` in the forward pass and re-evaluate the
-downstream network at :math:`\mu(s)` to get that gradient. A layer only receives the gradient
-at its own output, so ``output`` chooses between the two forms:
+(their released code, github.com/deep-spin/understanding-spigot) output the argmax
+:math:`\hat z = \mathrm{map}(s)` in the forward pass and re-evaluate the downstream network at
+:math:`\mu(s)` to get that gradient. A layer only receives the gradient at its own output, so
+``output`` chooses between the two forms:
 
 - ``output="argmax"`` (default): the forward pass returns :math:`\hat z = \mathrm{map}(s)` and
   :math:`g = \nabla L(\hat z)`, the gradient at the argmax, is used as the step direction;
