@@ -77,16 +77,28 @@ OUTPUTS = ("argmax", "marginals")
 
 
 def _forward_output(ctx, scores: torch.Tensor, polytope: Polytope, lengths: Any, output: str) -> torch.Tensor:
-    """Validate, compute the marginals and the requested output ``(B, *event)``, save for backward."""
+    """Validate, compute the requested output ``(B, *event)`` and save what backward needs."""
     batch = as_batch(polytope, scores, lengths)
     values = batch.values.detach()
     with torch.no_grad():
-        mu = polytope.marginals_batch(values, batch.lengths).detach()
-        out = mu if output == "marginals" else polytope.map_batch(values, batch.lengths)
+        if output == "marginals":
+            out = polytope.marginals_batch(values, batch.lengths).detach()
+        else:
+            out = polytope.map_batch(values, batch.lengths)
     mask = padding_mask(batch)
     ctx.polytope, ctx.lengths, ctx.has_mask = polytope, batch.lengths, mask is not None
-    ctx.save_for_backward(values, mu, mask if mask is not None else torch.empty(0))
+    ctx.output_is_marginals = output == "marginals"
+    ctx.save_for_backward(values, out, mask if mask is not None else torch.empty(0))
     return out
+
+
+def _saved_marginals(ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(scores, mu(scores), mask)``: the marginals are the forward output or computed now."""
+    values, out, mask = ctx.saved_tensors
+    if ctx.output_is_marginals:
+        return values, out, mask
+    with torch.no_grad():
+        return values, ctx.polytope.marginals_batch(values, ctx.lengths).detach(), mask
 
 
 def _finish(ctx, grad_scores: torch.Tensor, mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -106,7 +118,7 @@ class _SpigotCEFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         check_gradient(grad_out)
-        _, mu, mask = ctx.saved_tensors
+        _, mu, mask = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
         target = mu - step_sizes(g, ctx.eta, ctx.threshold) * g
         result = ctx.solver.run(ctx.polytope, target, ctx.lengths)
@@ -126,7 +138,7 @@ class _SpigotEGFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         check_gradient(grad_out)
-        values, mu, mask = ctx.saved_tensors
+        values, mu, mask = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
         moved = values - step_sizes(g, ctx.eta, ctx.threshold) * g
         target = ctx.polytope.marginals_batch(moved, ctx.lengths).detach()

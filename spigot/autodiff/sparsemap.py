@@ -198,12 +198,13 @@ class _SparseMAPFunction(torch.autograd.Function):
         batch: Batch = ctx.batch
         result = ctx.result
         g = grad_p.reshape(batch.values.shape).detach().cpu().double().numpy()
-        points = _as_numpy(result.x).reshape(batch.values.shape)
         parts = []
         for i, (xi, sl) in enumerate(zip(batch.instances(), batch.slices)):
             vertices = _as_numpy(result.active_set[i])[(slice(None), *sl)].astype(np.float64)
-            pi = points[(i, *sl)].astype(np.float64)
-            basis = face_basis(ctx.target_polytope, xi, pi, vertices, _as_numpy(result.weights[i]))
+            weights = _as_numpy(result.weights[i]).astype(np.float64)
+            # the solver's float64 point, not result.x, which is rounded to the input's dtype
+            pi = np.tensordot(weights, vertices, axes=1)
+            basis = face_basis(ctx.target_polytope, xi, pi, vertices, weights)
             gi = g[(i, *sl)].ravel()
             parts.append((basis.T @ (basis @ gi)).reshape(xi.shape))
         grad_scores = batch.embed(parts).to(device=grad_p.device, dtype=grad_p.dtype)
