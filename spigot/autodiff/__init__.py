@@ -18,14 +18,14 @@ name           forward                     backward (``g = dL/d output``)
 one by name.
 """
 
-from spigot.autodiff.imle import IMLE, imle
-from spigot.autodiff.marginals import Marginals, marginals
-from spigot.autodiff.perturbed import PerturbedMaximizer, perturbed
+from spigot.autodiff.implicit_mle import IMLE, imle
+from spigot.autodiff.perturbations import PerturbedMaximizer, perturbed
 from spigot.autodiff.pulled_back import SpigotCE, SpigotEG, spigot_ce, spigot_eg
 from spigot.autodiff.registry import ESTIMATORS, available_estimators, estimator_options, make_estimator
-from spigot.autodiff.sparsemap import SparseMAP, sparsemap
+from spigot.autodiff.sparsemap_layer import SparseMAP, sparsemap
 from spigot.autodiff.spigot_layer import SPIGOT, spigot
 from spigot.autodiff.straight_through import StraightThrough, StraightThroughMarginals, ste, ste_marginals
+from spigot.autodiff.structured_attention import Marginals, marginals
 
 __all__ = [
     "ESTIMATORS",

@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from spigot.autodiff.imle import IMLE
-from spigot.autodiff.marginals import Marginals
-from spigot.autodiff.perturbed import PerturbedMaximizer
+from spigot.autodiff.implicit_mle import IMLE
+from spigot.autodiff.perturbations import PerturbedMaximizer
 from spigot.autodiff.pulled_back import SpigotCE, SpigotEG
-from spigot.autodiff.sparsemap import SparseMAP
+from spigot.autodiff.sparsemap_layer import SparseMAP
 from spigot.autodiff.spigot_layer import SPIGOT
 from spigot.autodiff.straight_through import StraightThrough, StraightThroughMarginals
+from spigot.autodiff.structured_attention import Marginals
 from spigot.polytopes.base import Polytope
 from spigot.solvers.registry import solver_options
 

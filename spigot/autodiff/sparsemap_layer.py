@@ -43,7 +43,6 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from spigot._batch import Array, Batch, as_batch
-from spigot.errors import ProjectionError
 from spigot.autodiff._common import (
     check_gradient,
     check_on_failure,
@@ -51,6 +50,7 @@ from spigot.autodiff._common import (
     handle_failure,
     padding_mask,
 )
+from spigot.errors import ProjectionError
 from spigot.polytopes.base import Polytope
 from spigot.solvers.active_set import ActiveSet
 from spigot.solvers.base import InstanceSolver, Solver

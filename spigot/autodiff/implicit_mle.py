@@ -48,7 +48,7 @@ from spigot.autodiff._common import (
     padding_mask,
 )
 from spigot.autodiff.noise import NOISES, check_generator
-from spigot.autodiff.perturbed import draw_noise, perturbed_maps
+from spigot.autodiff.perturbations import draw_noise, perturbed_maps
 from spigot.polytopes.base import Polytope
 
 #: The noise options of I-MLE.
