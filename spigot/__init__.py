@@ -10,7 +10,27 @@ The library has three layers, each a subpackage:
 """
 
 from spigot.errors import ProjectionError, UnsupportedOperation
-from spigot.autodiff import SPIGOT, StraightThrough, spigot, ste
+from spigot.autodiff import (
+    ESTIMATORS,
+    IMLE,
+    SPIGOT,
+    Marginals,
+    PerturbedMaximizer,
+    SparseMAP,
+    SpigotCE,
+    SpigotEG,
+    StraightThrough,
+    StraightThroughMarginals,
+    imle,
+    make_estimator,
+    perturbed,
+    sparsemap,
+    spigot,
+    spigot_ce,
+    spigot_eg,
+    ste,
+    ste_marginals,
+)
 from spigot.polytopes import Budget, Polytope, ProductOfSimplices, Simplex, UnitCube
 from spigot.solvers import ProjectionResult, available_solvers, get_solver
 
@@ -18,17 +38,32 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Budget",
+    "ESTIMATORS",
+    "IMLE",
+    "Marginals",
+    "PerturbedMaximizer",
     "Polytope",
     "ProductOfSimplices",
     "ProjectionError",
     "ProjectionResult",
     "SPIGOT",
     "Simplex",
+    "SparseMAP",
+    "SpigotCE",
+    "SpigotEG",
     "StraightThrough",
+    "StraightThroughMarginals",
     "UnitCube",
     "UnsupportedOperation",
     "available_solvers",
     "get_solver",
+    "imle",
+    "make_estimator",
+    "perturbed",
+    "sparsemap",
     "spigot",
+    "spigot_ce",
+    "spigot_eg",
     "ste",
+    "ste_marginals",
 ]
