@@ -10,7 +10,27 @@ The library has three layers, each a subpackage:
 """
 
 from spigot.errors import ProjectionError, UnsupportedOperation
-from spigot.autodiff import SPIGOT, StraightThrough, spigot, ste
+from spigot.autodiff import (
+    ESTIMATORS,
+    IMLE,
+    SPIGOT,
+    Marginals,
+    PerturbedMaximizer,
+    SparseMAP,
+    SpigotCE,
+    SpigotEG,
+    StraightThrough,
+    StraightThroughMarginals,
+    imle,
+    make_estimator,
+    perturbed,
+    sparsemap,
+    spigot,
+    spigot_ce,
+    spigot_eg,
+    ste,
+    ste_marginals,
+)
 from spigot.polytopes import (
     Arborescence,
     Budget,
@@ -29,7 +49,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Arborescence",
     "Budget",
+    "ESTIMATORS",
     "HeadSelection",
+    "IMLE",
+    "Marginals",
+    "PerturbedMaximizer",
     "Polytope",
     "ProductOfSimplices",
     "ProjectionError",
@@ -38,11 +62,22 @@ __all__ = [
     "SPIGOT",
     "Simplex",
     "SpanningTree",
+    "SparseMAP",
+    "SpigotCE",
+    "SpigotEG",
     "StraightThrough",
+    "StraightThroughMarginals",
     "UnitCube",
     "UnsupportedOperation",
     "available_solvers",
     "get_solver",
+    "imle",
+    "make_estimator",
+    "perturbed",
+    "sparsemap",
     "spigot",
+    "spigot_ce",
+    "spigot_eg",
     "ste",
+    "ste_marginals",
 ]

@@ -8,7 +8,8 @@ import torch
 
 from spigot import HeadSelection
 from spigot.solvers import project_simplex
-from spigot.solvers._simplex_kernel import simplex_thresholds
+from spigot.solvers._simplex_kernel import simplex_projections
+from spigot.solvers.projections import simplex_threshold
 from spigot.solvers.closed_form import closed_form_for
 
 
@@ -21,20 +22,28 @@ def sorted_threshold(row: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("width", [1, 2, 7, 51])
-def test_compiled_thresholds_match_the_sorting_method(width):
+def test_compiled_projection_matches_the_sorting_method(width):
     rng = np.random.default_rng(width)
     values = rng.normal(size=(300, width)) * rng.choice([0.01, 1.0, 30.0], size=(300, 1))
     mask = rng.random((300, width)) < 0.7
     mask[:5] = False  # rows without a valid entry
-    out = np.empty(300)
-    simplex_thresholds(values, mask, True, out)
-    for row, valid, tau in zip(values, mask, out):
+    out = np.empty_like(values)
+    simplex_projections(values, mask, True, out)
+    for row, valid, p in zip(values, mask, out):
+        expected = np.zeros(width)
         if valid.any():
-            assert tau == pytest.approx(sorted_threshold(row[valid]), abs=1e-12, rel=1e-12)
-        else:
-            assert tau == np.inf
-    simplex_thresholds(values, mask, False, out)  # mask ignored
-    np.testing.assert_allclose(out, [sorted_threshold(row) for row in values], atol=1e-12)
+            expected[valid] = np.maximum(row[valid] - sorted_threshold(row[valid]), 0.0)
+        np.testing.assert_allclose(p, expected, atol=1e-12)
+    simplex_projections(values, mask, False, out)  # mask ignored
+    expected = np.maximum(values - np.array([[sorted_threshold(row)] for row in values]), 0.0)
+    np.testing.assert_allclose(out, expected, atol=1e-12)
+
+
+def test_compiled_and_batched_torch_projections_agree():
+    x = torch.randn(64, 33, dtype=torch.float64) * 4.0
+    mask = torch.rand(64, 33) < 0.8
+    tau = simplex_threshold(x, mask)  # the device-agnostic torch path
+    torch.testing.assert_close(project_simplex(x, mask=mask), (x - tau).clamp(min=0.0) * mask)
 
 
 def test_project_simplex_on_cpu_sums_to_one_over_valid_entries():

@@ -45,6 +45,10 @@ def test_threshold_caps_the_step_per_instance():
     z = spigot(scores, polytope, solver="relaxed", eta=1.0, threshold=1.0, lengths=LENGTHS)
     g = 5.0 * torch.randn(z.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     z.backward(g)
+    valid = torch.zeros_like(g, dtype=torch.bool)
+    for mask, n in zip(valid, LENGTHS.tolist()):
+        mask[: n + 1, : n + 1] = True
+    g = g * valid  # padded entries do not count in the norms
     eta = torch.clamp(1.0 / g.flatten(1).norm(dim=1), max=1.0)[:, None, None]
     target = z.detach() - eta * g
     expected = z.detach() - HeadSelection().project(target, "closed-form", lengths=LENGTHS).x

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from spigot._batch import Batch, check_finite
-from spigot.errors import ProjectionError, ProjectionWarning
+from spigot.errors import ProjectionError, ProjectionWarning, UnsupportedOperation
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solver
 from spigot.solvers.result import ProjectionResult
@@ -51,6 +51,42 @@ def check_polytope(polytope: Any) -> Polytope:
     if not isinstance(polytope, Polytope):
         raise TypeError(f"polytope must be a spigot Polytope instance, got {type(polytope).__name__}")
     return polytope
+
+
+def check_positive(value: float, name: str) -> float:
+    """Validate a positive, finite number (a step size, a noise scale, ...) named ``name``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not np.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def check_count(value: int, name: str) -> int:
+    """Validate a positive integer count (a number of samples, of terms, ...) named ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_choice(value: str, choices: tuple[str, ...], name: str) -> str:
+    """Validate that ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def require_marginals(polytope: Polytope, estimator: str) -> None:
+    """Raise :class:`UnsupportedOperation` if ``polytope`` has no marginals (``estimator`` needs them)."""
+    if not polytope.supports("marginals_batch"):
+        raise UnsupportedOperation(
+            f"{estimator} needs the marginals of the polytope, but {type(polytope).__name__} does "
+            "not define marginals_batch; use an estimator that needs only MAP and projections "
+            "(ste-i, spigot, sparsemap, perturbed, imle)"
+        )
 
 
 def check_gradient(grad: torch.Tensor) -> None:

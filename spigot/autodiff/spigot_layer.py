@@ -28,6 +28,7 @@ from spigot.autodiff._common import (
     check_polytope,
     check_threshold,
     handle_failure,
+    padding_mask,
     project_warm,
     step_sizes,
 )
@@ -44,6 +45,7 @@ class _SpigotFunction(torch.autograd.Function):
             z = polytope.map_batch(batch.values.detach(), batch.lengths)
         ctx.polytope, ctx.solver, ctx.eta, ctx.threshold = polytope, solver, eta, threshold
         ctx.lengths, ctx.on_failure = batch.lengths, on_failure
+        ctx.mask = padding_mask(batch)
         ctx.save_for_backward(z)
         return z.reshape(scores.shape)
 
@@ -52,6 +54,8 @@ class _SpigotFunction(torch.autograd.Function):
         (z,) = ctx.saved_tensors
         check_gradient(grad_z)
         g = grad_z.reshape(z.shape)
+        if ctx.mask is not None:  # padded entries must not count in the norms of the step sizes
+            g = g * ctx.mask
         eta_b = step_sizes(g, ctx.eta, ctx.threshold)
         target = z - eta_b * g
         result = project_warm(ctx.solver, ctx.polytope, target, ctx.lengths, init=z)

@@ -1,16 +1,26 @@
-r"""The straight-through estimator with identity backward (STE-I).
+r"""Straight-through estimators: the argmax forward, the backward of a smooth stand-in.
 
-Forward :math:`z = \mathrm{map}(s)`; backward :math:`\partial L / \partial s \leftarrow
-\partial L / \partial z` (Bengio et al. 2013), zero on padded entries.
+Both return :math:`z = \mathrm{map}(s)` and replace its zero Jacobian:
+
+- **STE-I** (Bengio et al. 2013) pretends the layer was the identity:
+  :math:`\partial L / \partial s \leftarrow g` with :math:`g = \partial L / \partial z`;
+- **STE-S** pretends it was the marginal map :math:`\mu(s) = \mathbb{E}_{p_s}[z]` of the Gibbs
+  distribution :math:`p_s(z) \propto \exp\langle s, z\rangle` (softmax on the simplex):
+  :math:`\partial L / \partial s \leftarrow J_\mu(s)^\top g`, the vector-Jacobian product of
+  :meth:`Polytope.marginals <spigot.polytopes.Polytope.marginals>` at :math:`s`. It needs a
+  polytope with marginals.
+
+Padded entries of the output and of the gradient are 0.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 from spigot._batch import Array, as_batch
-from spigot.autodiff._common import check_gradient, check_polytope, padding_mask
+from spigot.autodiff._common import check_gradient, check_polytope, padding_mask, require_marginals
 from spigot.polytopes.base import Polytope
 
 
@@ -51,3 +61,73 @@ class StraightThrough(torch.nn.Module):
 
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
         return ste(scores, self.polytope, lengths)
+
+
+class _StraightThroughMarginalsFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, scores, polytope, lengths):
+        batch = as_batch(polytope, scores, lengths)
+        values = batch.values.detach()
+        with torch.no_grad():
+            z = polytope.map_batch(values, batch.lengths)
+        mask = padding_mask(batch)
+        ctx.polytope, ctx.lengths, ctx.has_mask = polytope, batch.lengths, mask is not None
+        ctx.save_for_backward(values, mask if mask is not None else torch.empty(0))
+        return z.reshape(scores.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_z):
+        check_gradient(grad_z)
+        values, mask = ctx.saved_tensors
+        g = grad_z.reshape(values.shape)
+        with torch.enable_grad():
+            leaf = values.detach().requires_grad_(True)
+            mu = ctx.polytope.marginals_batch(leaf, ctx.lengths)
+            (grad_scores,) = torch.autograd.grad(mu, leaf, g, allow_unused=True)
+        if grad_scores is None:  # marginals that do not depend on the scores
+            grad_scores = torch.zeros_like(values)
+        if ctx.has_mask:
+            grad_scores = grad_scores * mask
+        return grad_scores.reshape(grad_z.shape), None, None
+
+
+def ste_marginals(scores: Array, polytope: Polytope, lengths: Array | None = None) -> Array:
+    r"""Highest-scoring structure with the STE-S backward pass :math:`J_\mu(s)^\top g`.
+
+    Parameters
+    ----------
+    scores
+        ``(*batch, *event_shape)`` tensor of scores :math:`s`.
+    polytope
+        A structure with marginals (:meth:`Polytope.supports` ``("marginals_batch")``).
+    lengths
+        Optional ``(*batch,)`` integer lengths; padded outputs and gradients are 0.
+
+    Returns
+    -------
+    :math:`z = \mathrm{map}(s)`, shaped, placed and typed like ``scores`` (numpy in, numpy out,
+    without gradient).
+
+    Raises
+    ------
+    spigot.UnsupportedOperation
+        The polytope has no marginals.
+    """
+    check_polytope(polytope)
+    require_marginals(polytope, "STE-S")
+    if isinstance(scores, np.ndarray):
+        return polytope.map(scores, lengths)
+    return _StraightThroughMarginalsFunction.apply(scores, polytope, lengths)
+
+
+class StraightThroughMarginals(torch.nn.Module):
+    """Module form of :func:`ste_marginals` (STE-S)."""
+
+    def __init__(self, polytope: Polytope) -> None:
+        super().__init__()
+        self.polytope = check_polytope(polytope)
+        require_marginals(polytope, "STE-S")
+
+    def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
+        return ste_marginals(scores, self.polytope, lengths)

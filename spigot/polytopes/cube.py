@@ -125,13 +125,14 @@ class Budget(Polytope):
     def _log_partition(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """``log sum_{S valid} exp(sum_{i in S} s_i)`` per instance, by a DP over items."""
         batch, d = scores.shape
-        neg_inf = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
+        # A finite stand-in for log 0: -inf would give NaN (double) gradients.
+        log_zero = torch.finfo(scores.dtype).min / 8
+        empty = torch.full((batch, 1), log_zero, dtype=scores.dtype, device=scores.device)
         # table[:, j] = log e_j(exp(s_1..s_i)) for subsets of size j of the items seen so far
-        table = torch.full((batch, self.k + 1), float("-inf"), dtype=scores.dtype, device=scores.device)
-        table = torch.cat([torch.zeros_like(table[:, :1]), table[:, 1:]], dim=1)
+        table = torch.cat([torch.zeros_like(empty), empty.expand(batch, self.k)], dim=1)
         valid = _prefix_mask(lengths, d, scores.device)
         for i in range(d):
-            take = torch.cat([neg_inf.expand(batch, 1), table[:, :-1] + scores[:, i : i + 1]], dim=1)
-            updated = torch.logaddexp(table, take)
+            take = torch.cat([empty, table[:, :-1] + scores[:, i : i + 1]], dim=1)
+            updated = torch.stack([table, take]).logsumexp(dim=0)
             table = updated if valid is None else torch.where(valid[:, i : i + 1], updated, table)
         return torch.logsumexp(table, dim=1) if self.at_most else table[:, self.k]

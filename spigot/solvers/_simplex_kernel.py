@@ -1,4 +1,4 @@
-r"""Compiled simplex thresholds for CPU tensors (Michelot's algorithm, row by row).
+r"""Compiled simplex projections for CPU tensors (Michelot's algorithm, row by row).
 
 For a row :math:`x` restricted to its valid entries, the projection onto the simplex is
 :math:`(x - \tau)_+` with :math:`\sum_i (x_i - \tau)_+ = 1`. For any set :math:`S` that contains
@@ -43,14 +43,6 @@ def _row_threshold(values, mask, masked, r, candidates):
             return tau
         count = kept
         tau = (total - 1.0) / kept
-
-
-@numba.njit(cache=True)
-def simplex_thresholds(values, mask, masked, out):
-    """``out[r]`` = threshold of row ``values[r]`` over ``mask[r]`` (all entries if not ``masked``)."""
-    candidates = np.empty(values.shape[1])
-    for r in range(values.shape[0]):
-        out[r] = _row_threshold(values, mask, masked, r, candidates)
 
 
 @numba.njit(cache=True)

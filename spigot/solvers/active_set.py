@@ -9,6 +9,12 @@ tolerance, :math:`p` is the projection and the method stops, otherwise :math:`v`
 affine hull of :math:`S`, stepping back to the boundary of :math:`\mathrm{conv}(S)` and dropping
 vertices whenever that minimiser leaves it. The method terminates after finitely many steps
 and returns :math:`p` as a certified convex combination of vertices.
+
+The affine minimiser comes from a Cholesky factor of the lifted Gram matrix of the active
+vertices, updated in :math:`O(m^2)` when a vertex joins or leaves
+(:mod:`spigot.solvers._cholesky`), rather than refactored in :math:`O(m^3)` at every minor
+iteration; a vertex that is numerically affinely dependent on the active set is refused, which
+ends the run as stalled (precision exhausted).
 """
 
 from __future__ import annotations

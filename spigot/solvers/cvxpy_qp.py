@@ -2,8 +2,11 @@ r"""Exact projection as a quadratic program in cvxpy, from the polytope's own co
 
 .. math:: \min_p \tfrac12 \|p - x\|^2 \quad \text{s.t. } p \in P \text{ (polytope.constraints(p))}
 
-The problem is built once per (polytope, instance shape) with ``x`` as a cvxpy Parameter, so
-re-solving for another instance of that shape reuses the canonicalisation.
+The problem is built once per (polytope, instance shape) with cvxpy Parameters, so re-solving for
+another instance of that shape reuses the canonicalisation. The objective is solved in the
+equivalent, scaled form :math:`\tfrac{1}{2c}\|p\|^2 - \langle p, x / c\rangle` with
+:math:`c = \max(1, \|x\|_\infty)`: without it, interior-point solvers declare well-posed
+projections of huge inputs (:math:`|x| \sim 10^8`) infeasible.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class CvxpyQP(Solver):
     name = "cvxpy"
     exact = True
 
-    def __init__(self, tol: float = 1e-10, max_iter: int = 200, backend: str = "CLARABEL") -> None:
+    def __init__(self, tol: float = 1e-12, max_iter: int = 200, backend: str = "CLARABEL") -> None:
         self.tol = check_tol(tol)
         self.max_iter = check_max_iter(max_iter)
         if backend not in cp.installed_solvers():
@@ -50,16 +53,19 @@ class CvxpyQP(Solver):
     def supports(self, polytope: Polytope) -> bool:
         return polytope.supports("constraints")
 
-    def problem(self, polytope: Polytope, shape: tuple[int, ...]) -> tuple[cp.Problem, cp.Parameter, cp.Variable]:
-        """The cached QP for instances of ``shape`` (built on first use)."""
+    def problem(
+        self, polytope: Polytope, shape: tuple[int, ...]
+    ) -> tuple[cp.Problem, cp.Parameter, cp.Parameter, cp.Variable]:
+        """The cached QP for instances of ``shape``: (problem, weight 1/c, target x/c, variable)."""
         key = (id(polytope), shape)
         if key not in self._problems:
             var = cp.Variable(shape)
+            weight = cp.Parameter(nonneg=True)
             target = cp.Parameter(shape)
-            objective = cp.Minimize(0.5 * cp.sum_squares(var - target))
+            objective = cp.Minimize(0.5 * weight * cp.sum_squares(var) - cp.sum(cp.multiply(var, target)))
             problem = cp.Problem(objective, polytope.constraints(var))
             # the polytope is stored too, so that its id cannot be reused while cached
-            self._problems[key] = (polytope, problem, target, var)
+            self._problems[key] = (polytope, problem, weight, target, var)
         return self._problems[key][1:]
 
     def _options(self) -> dict[str, Any]:
@@ -77,8 +83,9 @@ class CvxpyQP(Solver):
         batch = as_batch(polytope, x, lengths, name="x")
         solutions, nit, status, message = [], [], [], []
         for xi in batch.instances():
-            problem, target, var = self.problem(polytope, xi.shape)
-            target.value = xi
+            problem, weight, target, var = self.problem(polytope, xi.shape)
+            scale = max(1.0, float(np.abs(xi).max()))
+            weight.value, target.value = 1.0 / scale, xi / scale
             try:
                 problem.solve(solver=self.backend, **self._options())
             except cp.error.SolverError as err:

@@ -147,9 +147,15 @@ def _away_vertex(residual: np.ndarray, vertices: list) -> int:
 
 @register_solver("away-frank-wolfe")
 class AwayFrankWolfe(FrankWolfe):
-    """Frank-Wolfe with away steps (Guélat and Marcotte 1986); linear convergence on polytopes."""
+    """Frank-Wolfe with away steps (Guélat and Marcotte 1986); linear convergence on polytopes.
+
+    Options as :class:`FrankWolfe`; the linear rate makes the tight default ``tol=1e-12`` cheap.
+    """
 
     name = "away-frank-wolfe"
+
+    def __init__(self, tol: float = 1e-12, max_iter: int = 1000, init: Any = None) -> None:
+        super().__init__(tol=tol, max_iter=max_iter, init=init)
 
     def _direction(self, residual, p, v, vertices, weights, gap):
         a = _away_vertex(residual, vertices)
@@ -163,9 +169,15 @@ class AwayFrankWolfe(FrankWolfe):
 
 @register_solver("pairwise-frank-wolfe")
 class PairwiseFrankWolfe(FrankWolfe):
-    """Pairwise Frank-Wolfe (Lacoste-Julien and Jaggi 2015): shifts weight from away to FW vertex."""
+    """Pairwise Frank-Wolfe (Lacoste-Julien and Jaggi 2015): shifts weight from away to FW vertex.
+
+    Options as :class:`FrankWolfe`; the linear rate makes the tight default ``tol=1e-12`` cheap.
+    """
 
     name = "pairwise-frank-wolfe"
+
+    def __init__(self, tol: float = 1e-12, max_iter: int = 1000, init: Any = None) -> None:
+        super().__init__(tol=tol, max_iter=max_iter, init=init)
 
     def _direction(self, residual, p, v, vertices, weights, gap):
         a = _away_vertex(residual, vertices)

@@ -6,7 +6,9 @@ outputs are 0 and receive no gradient), and has a hand-written backward pass: th
 Jacobian-vector product of the projection, which is symmetric, so it serves as the
 vector-Jacobian product as well. numpy arrays are accepted and returned as numpy.
 
-All four polytopes are of the form :math:`\{p : 0 \le p \le u,\ \sum_i p_i \,\square\, r\}`, whose
+The simplex threshold is found without sorting (Michelot's fixed point: batched torch, and on
+CPU tensors a compiled row-by-row pass, :mod:`spigot.solvers._simplex_kernel`, that returns the
+projection directly); the budget threshold from sorted breakpoints. All four polytopes are of the form :math:`\{p : 0 \le p \le u,\ \sum_i p_i \,\square\, r\}`, whose
 projection is :math:`p = \mathrm{clip}(x - \tau, 0, u)` for a scalar threshold :math:`\tau`.
 On the set :math:`F` of coordinates strictly between the bounds the Jacobian is
 :math:`\mathrm{diag}(1_F) - 1_F 1_F^\top / |F|` when the sum constraint is active, and
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from spigot._batch import Array, check_finite, to_tensor
-from spigot.solvers._simplex_kernel import simplex_projections, simplex_thresholds
+from spigot.solvers._simplex_kernel import simplex_projections
 
 __all__ = [
     "project_box",
@@ -33,23 +35,34 @@ __all__ = [
 def simplex_threshold(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     r"""The threshold :math:`\tau` with :math:`\sum_{i \in \mathrm{mask}} (x_i - \tau)_+ = 1`.
 
-    Along the last axis; returns ``(..., 1)``. Rows with no valid entry get
-    :math:`\tau = +\infty` (their projection is 0). CPU tensors use a compiled sort-free pass
-    (:mod:`spigot.solvers._simplex_kernel`); other devices sort (Held et al. 1974; Duchi et al.
-    2008).
+    Michelot's (1986) fixed point along the last axis, without sorting:
+    :math:`\tau_{t+1} = (\sum_{x_i > \tau_t} x_i - 1) / |\{i : x_i > \tau_t\}|` increases
+    monotonically from any lower bound of :math:`\tau^\star` and stops, exactly, once the support
+    :math:`\{x_i > \tau\}` no longer shrinks (at most k steps, a handful in practice). It starts at
+    :math:`\max(\max_i x_i - 1, (\sum_i x_i - 1)/k)`, both lower bounds since no coordinate of
+    the projection exceeds 1 and the average coordinate is :math:`1/k`. Returns ``(..., 1)``; rows
+    with no valid entry get :math:`\tau = +\infty` (their projection is 0).
     """
-    if x.device.type == "cpu":
-        return _cpu_threshold(x, mask)
-    k = x.shape[-1]
-    masked = x if mask is None else x.masked_fill(~mask, float("-inf"))
-    u = torch.sort(masked, dim=-1, descending=True).values
-    present = torch.isfinite(u)
-    u = u.masked_fill(~present, 0.0)
-    cumulative = u.cumsum(dim=-1) - 1.0
-    ranks = torch.arange(1, k + 1, device=x.device, dtype=x.dtype)
-    support = ((u * ranks > cumulative) & present).sum(dim=-1, keepdim=True)
-    tau = cumulative.gather(-1, (support - 1).clamp(min=0)) / support.clamp(min=1)
-    return tau.masked_fill(support == 0, float("inf"))
+    if mask is None:
+        valid = x
+        count = torch.full_like(x[..., :1], x.shape[-1])
+        total = x.sum(dim=-1, keepdim=True)
+    else:
+        valid = x.masked_fill(~mask, float("-inf"))
+        count = mask.sum(dim=-1, keepdim=True).to(x.dtype)
+        total = torch.where(mask, x, 0.0).sum(dim=-1, keepdim=True)
+    empty = count == 0
+    tau = torch.maximum(valid.max(dim=-1, keepdim=True).values - 1.0, (total - 1.0) / count.clamp(min=1.0))
+    tau = tau.masked_fill(empty, 0.0)
+    support = None
+    for _ in range(x.shape[-1]):
+        above = valid > tau
+        size = above.sum(dim=-1, keepdim=True)
+        tau = (torch.where(above, x, 0.0).sum(dim=-1, keepdim=True) - 1.0) / size.clamp(min=1).to(x.dtype)
+        if support is not None and torch.equal(size, support):
+            break
+        support = size
+    return tau.masked_fill(empty, float("inf"))
 
 
 def _cpu_rows(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -58,13 +71,6 @@ def _cpu_rows(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[np.ndarray, n
     if mask is None:
         return values, np.ones((1, 1), dtype=np.bool_), False
     return values, mask.expand(x.shape).reshape(-1, x.shape[-1]).contiguous().numpy(), True
-
-
-def _cpu_threshold(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    values, flags, masked = _cpu_rows(x, mask)
-    out = np.empty(values.shape[0])
-    simplex_thresholds(values, flags, masked, out)
-    return torch.from_numpy(out).to(x.dtype).reshape(*x.shape[:-1], 1)
 
 
 def _cpu_projection(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
