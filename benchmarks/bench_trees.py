@@ -15,14 +15,14 @@ Three comparisons (issue 4):
    against torch-struct's ``NonProjectiveDependencyCRF`` marginals forward and backward, in
    both root modes.
 
-Head-to-head timings alternate between the two sides in short rounds, so that both see the same
-load; the tables give medians and minima, and ratios ours / peer of both (lower is better),
-except the projection speed-up, peer / ours. torch runs on ``--threads`` intra-op threads (1 by
-default, for both sides).
+Head-to-head timings use :func:`timing.compare` (interleaved rounds, medians of back-to-back
+calls), so that drift in the machine's load hits both sides alike; ratios are ours / peer (lower
+is better), except the projection speed-up, peer / ours. torch runs on ``--threads`` intra-op
+threads (1 by default, for both sides).
 
 Usage::
 
-    python benchmarks/bench_trees.py [--repeats 30] [--threads 1] [--json out.json]
+    python benchmarks/bench_trees.py [--rounds 5] [--threads 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,37 +40,20 @@ import torch
 
 from spigot import Arborescence, spigot
 from spigot.solvers import get_solver
+from timing import compare, median_seconds
 
 
-def sample(fn: Callable[[], Any], count: int) -> list[float]:
-    """Wall times of ``count`` calls of ``fn()``, in seconds."""
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def head_to_head(ours: Callable[[], Any], peer: Callable[[], Any], repeats: int) -> dict[str, float]:
-    """Alternate rounds of 3 calls of each side (after a warm-up); medians, minima and ratios."""
-    ours(), peer(), ours(), peer()
-    ours_times, peer_times = [], []
-    for _ in range(max(1, repeats // 3)):
-        ours_times += sample(ours, 3)
-        peer_times += sample(peer, 3)
-    row = {
-        "ours_median_ms": 1e3 * statistics.median(ours_times),
-        "peer_median_ms": 1e3 * statistics.median(peer_times),
-        "ours_min_ms": 1e3 * min(ours_times),
-        "peer_min_ms": 1e3 * min(peer_times),
+def head_to_head(ours: Callable[[], Any], peer: Callable[[], Any], rounds: int) -> dict[str, float]:
+    """Median times (ms) of both sides in interleaved rounds, and their ratio ours / peer."""
+    times = compare({"ours": ours, "peer": peer}, rounds=rounds, repeats=10, number=10, warmup=3)
+    return {
+        "ours_ms": 1e3 * times["ours"],
+        "peer_ms": 1e3 * times["peer"],
+        "ratio": times["ours"] / times["peer"],
     }
-    row["ratio_median"] = row["ours_median_ms"] / row["peer_median_ms"]
-    row["ratio_min"] = row["ours_min_ms"] / row["peer_min_ms"]
-    return row
 
 
-def bench_map(repeats: int, rng: np.random.Generator) -> dict[str, Any]:
+def bench_map(rounds: int, rng: np.random.Generator) -> dict[str, Any]:
     from ufal.chu_liu_edmonds import chu_liu_edmonds
 
     polytope = Arborescence()
@@ -80,25 +63,21 @@ def bench_map(repeats: int, rng: np.random.Generator) -> dict[str, Any]:
     for z, peer in zip(polytope.map(scores).numpy(), peer_inputs):
         heads, _ = chu_liu_edmonds(peer)
         assert np.array_equal(z.argmax(axis=0)[1:], heads[1:]), "ufal and spigot disagree"
-    row = head_to_head(lambda: polytope.map(scores), lambda: [chu_liu_edmonds(p) for p in peer_inputs], repeats)
-    sizes, medians, minima = [20, 40, 80, 160], [], []
+    row = head_to_head(lambda: polytope.map(scores), lambda: [chu_liu_edmonds(p) for p in peer_inputs], rounds)
+    sizes, medians = [20, 40, 80, 160], []
     for size in sizes:
         x = torch.from_numpy(rng.normal(size=(batch, size + 1, size + 1)))
-        polytope.map(x)
-        times = sample(lambda: polytope.map(x), repeats)
-        medians.append(statistics.median(times))
-        minima.append(min(times))
+        medians.append(median_seconds(lambda: polytope.map(x), repeats=5 * rounds, number=5))
     row["sizes"] = sizes
-    row["ours_median_ms_by_n"] = [1e3 * t for t in medians]
-    row["ours_min_ms_by_n"] = [1e3 * t for t in minima]
-    row["loglog_slope_median"] = float(np.polyfit(np.log(sizes), np.log(medians), 1)[0])
-    row["loglog_slope_min"] = float(np.polyfit(np.log(sizes), np.log(minima), 1)[0])
+    row["ours_ms_by_n"] = [1e3 * t for t in medians]
+    row["loglog_slope"] = float(np.polyfit(np.log(sizes), np.log(medians), 1)[0])
     return row
 
 
-def bench_projection(repeats: int, rng: np.random.Generator) -> dict[str, Any]:
+def bench_projection(instances: int, rng: np.random.Generator) -> dict[str, Any]:
+    """Each of ``instances`` random points projected once by each side (cvxpy takes ~1 s)."""
     polytope = Arborescence()
-    n, instances = 20, max(3, repeats // 3)
+    n = 20
     points = [rng.normal(size=(n + 1, n + 1)) * 2.0 for _ in range(instances)]
     active = get_solver("active-set", tol=1e-9)  # accepts gap <= 1e-9 * |x - p|_1, below 1e-6 here
     cvx = get_solver("cvxpy")
@@ -117,13 +96,13 @@ def bench_projection(repeats: int, rng: np.random.Generator) -> dict[str, Any]:
     result = {
         "n": n,
         "instances": instances,
-        "ours_median_ms": 1e3 * statistics.median(r[0] for r in rows),
-        "peer_median_ms": 1e3 * statistics.median(r[1] for r in rows),
+        "ours_ms": 1e3 * statistics.median(r[0] for r in rows),
+        "peer_ms": 1e3 * statistics.median(r[1] for r in rows),
         "ours_max_gap": max(r[2] for r in rows),
         "peer_max_gap": max(r[3] for r in rows),
         "max_abs_difference": max(r[4] for r in rows),
     }
-    result["speedup_median"] = result["peer_median_ms"] / result["ours_median_ms"]
+    result["speedup"] = result["peer_ms"] / result["ours_ms"]
     try:
         import lpsmap  # noqa: F401
     except ImportError as error:
@@ -131,7 +110,7 @@ def bench_projection(repeats: int, rng: np.random.Generator) -> dict[str, Any]:
     return result
 
 
-def bench_spigot_step(repeats: int, rng: np.random.Generator, single_root: bool) -> dict[str, Any]:
+def bench_spigot_step(rounds: int, rng: np.random.Generator, single_root: bool) -> dict[str, Any]:
     from torch_struct import NonProjectiveDependencyCRF
 
     batch, n = 32, 50
@@ -154,57 +133,51 @@ def bench_spigot_step(repeats: int, rng: np.random.Generator, single_root: bool)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch-struct's distribution warns about arg_constraints
-        row = head_to_head(ours, peer, repeats)
+        row = head_to_head(ours, peer, rounds)
     row["single_root"] = single_root
     return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=30, help="timed calls per side and measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per comparison")
+    parser.add_argument("--instances", type=int, default=10, help="points projected in comparison 2")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
-    if args.repeats < 3:
-        parser.error("--repeats must be at least 3")
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
+    if args.rounds < 1 or args.instances < 1 or args.threads < 1:
+        parser.error("--rounds, --instances and --threads must be positive")
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     results = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
-        "map": bench_map(args.repeats, rng),
-        "projection": bench_projection(args.repeats, rng),
-        "spigot_step": [bench_spigot_step(args.repeats, rng, single) for single in (False, True)],
+        "map": bench_map(args.rounds, rng),
+        "projection": bench_projection(args.instances, rng),
+        "spigot_step": [bench_spigot_step(args.rounds, rng, single) for single in (False, True)],
     }
     m, p = results["map"], results["projection"]
     print(f"machine: {results['machine']}")
-    print("\n1. MAP, B=32, n=50 (ms)                  median       min")
-    print(f"   spigot Arborescence.map          {m['ours_median_ms']:9.3f} {m['ours_min_ms']:9.3f}")
-    print(f"   ufal.chu_liu_edmonds loop        {m['peer_median_ms']:9.3f} {m['peer_min_ms']:9.3f}")
-    print(f"   ratio ours/peer                  {m['ratio_median']:9.3f} {m['ratio_min']:9.3f}   (goal <= 1.0)")
+    print("\n1. MAP of non-projective trees, B=32, n=50 (median ms)")
+    print(f"   spigot Arborescence.map          {m['ours_ms']:9.3f}")
+    print(f"   ufal.chu_liu_edmonds loop        {m['peer_ms']:9.3f}")
+    print(f"   ratio ours/peer                  {m['ratio']:9.3f}   (goal <= 1.0)")
     print("   n:          " + "".join(f"{s:>9d}" for s in m["sizes"]))
-    print("   median ms:  " + "".join(f"{t:9.3f}" for t in m["ours_median_ms_by_n"]))
-    print("   min ms:     " + "".join(f"{t:9.3f}" for t in m["ours_min_ms_by_n"]))
-    print(
-        f"   log-log slope {m['loglog_slope_median']:.3f} (medians), {m['loglog_slope_min']:.3f} (minima)"
-        "   (goal <= 2.2)"
-    )
+    print("   ours ms:    " + "".join(f"{t:9.3f}" for t in m["ours_ms_by_n"]))
+    print(f"   log-log slope {m['loglog_slope']:.3f}   (goal <= 2.2)")
     print(f"\n2. Exact projection, n={p['n']}, {p['instances']} instances (median ms)")
-    print(f"   active-set                       {p['ours_median_ms']:9.3f}   max gap {p['ours_max_gap']:.2e}")
-    print(f"   cvxpy extended formulation       {p['peer_median_ms']:9.3f}   max gap {p['peer_max_gap']:.2e}")
-    print(f"   speed-up peer/ours               {p['speedup_median']:9.1f}   (goal >= 100)")
+    print(f"   active-set                       {p['ours_ms']:9.3f}   max gap {p['ours_max_gap']:.2e}")
+    print(f"   cvxpy extended formulation       {p['peer_ms']:9.3f}   max gap {p['peer_max_gap']:.2e}")
+    print(f"   speed-up peer/ours               {p['speedup']:9.1f}   (goal >= 100)")
     print(f"   max |difference| of the results  {p['max_abs_difference']:.2e}")
     if "lp_sparsemap" in p:
         print(f"   lp-sparsemap DepTree: {p['lp_sparsemap']}")
-    print("\n3. SPIGOT step (MAP + relaxed backward) vs torch-struct marginals fwd+bwd, B=32, n=50 (ms)")
-    print("                  ours median   peer median   ratio  |  ours min   peer min   ratio   (goal <= 0.5)")
+    print("\n3. SPIGOT step (MAP + relaxed backward) vs torch-struct marginals fwd+bwd, B=32, n=50 (median ms)")
     for row in results["spigot_step"]:
         mode = "single-root" if row["single_root"] else "multi-root "
         print(
-            f"   {mode}  {row['ours_median_ms']:11.3f} {row['peer_median_ms']:13.3f} {row['ratio_median']:7.3f}"
-            f"  | {row['ours_min_ms']:9.3f} {row['peer_min_ms']:10.3f} {row['ratio_min']:7.3f}"
+            f"   {mode}  ours {row['ours_ms']:7.3f}   torch-struct {row['peer_ms']:7.3f}"
+            f"   ratio {row['ratio']:.3f}   (goal <= 0.5)"
         )
     if args.json:
         with open(args.json, "w") as handle:

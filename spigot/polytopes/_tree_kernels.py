@@ -15,8 +15,9 @@ from any node, repeatedly pick the best arc entering the current super-node ``a`
 from a super-node not yet on the path, the path grows, otherwise the arcs chosen along the
 path close a cycle, which is contracted into a new super-node. Entering weights of the new
 super-node are :math:`w'(u \to C) = \max_{x \in C} w(u \to x) - w(\mathrm{in}(x))`, kept as one
-dense row per super-node, so each contraction costs :math:`O(|C| M)` and the whole phase
-:math:`O(M^2)` (at most ``2M - 1`` super-nodes, one scan of ``M`` sources each). On a complete
+dense row per super-node (a new super-node takes over the row of one of its members, so ``M``
+rows suffice); each contraction costs :math:`O(|C| M)` and the whole phase :math:`O(M^2)` (at
+most ``2M - 1`` super-nodes, one scan of ``M`` sources each). On a complete
 digraph the phase ends with every node in one super-node.
 
 The contraction phase does not depend on the root (Zwick's lecture notes on directed MSTs):
@@ -70,9 +71,13 @@ def _contract(weights, parent, in_src, in_tgt, members, member_start, member_cou
     """
     m = weights.shape[0]
     size = 2 * m - 1
-    entering = np.empty((size, m))  # entering[c, u]: adjusted weight of the best arc u -> c
-    target = np.empty((size, m), dtype=np.int64)  # its original endpoint inside c
+    # entering[row[c], u]: adjusted weight of the best arc u -> c; target: its endpoint inside c.
+    # A contracted super-node takes over the row of its first member, so M rows suffice.
+    entering = np.empty((m, m))
+    target = np.empty((m, m), dtype=np.int32)
+    row = np.empty(size, dtype=np.int64)
     for v in range(m):
+        row[v] = v
         for u in range(m):
             entering[v, u] = weights[u, v]
             target[v, u] = v
@@ -90,12 +95,13 @@ def _contract(weights, parent, in_src, in_tgt, members, member_start, member_cou
     while True:
         best = _NEG_INF
         source = -1
+        ra = row[a]
         for u in range(m):
-            if comp[u] != a and (source < 0 or entering[a, u] > best):
-                best = entering[a, u]
+            if comp[u] != a and (source < 0 or entering[ra, u] > best):
+                best = entering[ra, u]
                 source = u
         in_src[a] = source
-        in_tgt[a] = target[a, source]
+        in_tgt[a] = target[ra, source]
         in_weight[a] = best
         b = comp[source]
         if in_src[b] < 0:  # b is not on the path yet: grow the path
@@ -116,16 +122,20 @@ def _contract(weights, parent, in_src, in_tgt, members, member_start, member_cou
                 break
         member_count[c] = cursor - member_start[c]
         first = members[member_start[c]]
+        rc = row[first]
+        row[c] = rc
+        shift = in_weight[first]
         for u in range(m):
-            entering[c, u] = entering[first, u] - in_weight[first]
-            target[c, u] = target[first, u]
+            entering[rc, u] -= shift
         for j in range(member_start[c] + 1, cursor):
             x = members[j]
+            rx = row[x]
+            shift = in_weight[x]
             for u in range(m):
-                value = entering[x, u] - in_weight[x]
-                if value > entering[c, u]:
-                    entering[c, u] = value
-                    target[c, u] = target[x, u]
+                value = entering[rx, u] - shift
+                if value > entering[rc, u]:
+                    entering[rc, u] = value
+                    target[rc, u] = target[rx, u]
         for u in range(m):
             if in_cycle[comp[u]]:
                 comp[u] = c
