@@ -18,7 +18,9 @@ Three comparisons (issue 4):
 Head-to-head timings use :func:`timing.compare` (interleaved rounds, medians of back-to-back
 calls), so that drift in the machine's load hits both sides alike; ratios are ours / peer (lower
 is better), except the projection speed-up, peer / ours. torch runs on ``--threads`` intra-op
-threads (1 by default, for both sides).
+threads (1 by default, for both sides). With one thread every side runs on the calling thread,
+and times are that thread's CPU time, which other jobs sharing the machine cannot inflate; with
+more threads they are wall times.
 
 Usage::
 
@@ -43,9 +45,14 @@ from spigot.solvers import get_solver
 from timing import compare, median_seconds
 
 
+#: Set by ``main``: the calling thread's CPU time when everything runs on one thread (other jobs
+#: on a shared machine then cannot inflate the figures), wall time otherwise.
+CLOCK: Callable[[], float] = time.perf_counter
+
+
 def head_to_head(ours: Callable[[], Any], peer: Callable[[], Any], rounds: int) -> dict[str, float]:
     """Median times (ms) of both sides in interleaved rounds, and their ratio ours / peer."""
-    times = compare({"ours": ours, "peer": peer}, rounds=rounds, repeats=10, number=10, warmup=3)
+    times = compare({"ours": ours, "peer": peer}, rounds=rounds, repeats=10, number=10, warmup=3, clock=CLOCK)
     return {
         "ours_ms": 1e3 * times["ours"],
         "peer_ms": 1e3 * times["peer"],
@@ -67,7 +74,7 @@ def bench_map(rounds: int, rng: np.random.Generator) -> dict[str, Any]:
     sizes, medians = [20, 40, 80, 160], []
     for size in sizes:
         x = torch.from_numpy(rng.normal(size=(batch, size + 1, size + 1)))
-        medians.append(median_seconds(lambda: polytope.map(x), repeats=5 * rounds, number=5))
+        medians.append(median_seconds(lambda: polytope.map(x), repeats=5 * rounds, number=5, clock=CLOCK))
     row["sizes"] = sizes
     row["ours_ms_by_n"] = [1e3 * t for t in medians]
     row["loglog_slope"] = float(np.polyfit(np.log(sizes), np.log(medians), 1)[0])
@@ -87,11 +94,11 @@ def bench_projection(instances: int, rng: np.random.Generator) -> dict[str, Any]
         cvx.run(polytope, points[0])  # build and compile the parametrized problem once
         active.run(polytope, points[0])
         for x in points:
-            start = time.perf_counter()
+            start = CLOCK()
             ours = active.run(polytope, x)
-            middle = time.perf_counter()
+            middle = CLOCK()
             peer = cvx.run(polytope, x)
-            end = time.perf_counter()
+            end = CLOCK()
             rows.append((middle - start, end - middle, float(ours.gap), float(peer.gap), float(np.abs(ours.x - peer.x).max())))
     result = {
         "n": n,
@@ -149,9 +156,14 @@ def main() -> None:
     if args.rounds < 1 or args.instances < 1 or args.threads < 1:
         parser.error("--rounds, --instances and --threads must be positive")
     torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.thread_time if args.threads == 1 else time.perf_counter
     rng = np.random.default_rng(args.seed)
     results = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
+        "machine": (
+            f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}, "
+            f"clock: {'thread CPU time' if args.threads == 1 else 'wall time'}"
+        ),
         "map": bench_map(args.rounds, rng),
         "projection": bench_projection(args.instances, rng),
         "spigot_step": [bench_spigot_step(args.rounds, rng, single) for single in (False, True)],

@@ -29,10 +29,15 @@ target. Hence:
 - **multi-root** trees: contract the complete graph on nodes ``0..n`` (arcs into the root get an
   arbitrary weight, they are never used) and expand from 0;
 - **single-root** trees (exactly one child of the root), exactly: contract the complete graph
-  on the words ``1..n`` once, expand from every word ``r`` (:math:`O(n)` each) and keep the
-  ``r`` maximising :math:`s_{0r} + W_r`, where :math:`W_r` is the weight of the maximum
-  arborescence of the words rooted at ``r``. Every single-root tree is the arc ``0 -> r`` plus
-  such an arborescence, so the maximum over ``r`` is the optimum; the total is :math:`O(n^2)`.
+  on the words ``1..n`` once and keep the word ``r`` maximising :math:`s_{0r} + W_r`, where
+  :math:`W_r` is the weight of the maximum arborescence of the words rooted at ``r``; every
+  single-root tree is the arc ``0 -> r`` plus such an arborescence, so this is the optimum.
+  :math:`W_r` needs no expansion: the expansion from ``r`` uses the chosen entering arc of
+  every super-node except ``r`` and its ancestors, and an arc's original weight is its
+  adjusted weight plus the chosen weights of the super-nodes below it that it overrides, so
+  :math:`W_r = \sum_c w'(\mathrm{in}(c)) - \sum_{c \ni r} w'(\mathrm{in}(c))`, the second sum
+  over ``r``'s path to the top. One expansion for the best ``r`` follows; the total is
+  :math:`O(n^2)`.
 
 Eisner (1996), :math:`O(n^3)`
 ----------------------------
@@ -60,12 +65,13 @@ _CR, _CL, _IR, _IL = 0, 1, 2, 3
 
 # ----------------------------------------------------------------------------- Tarjan / CLE
 @numba.njit(cache=True)
-def _contract(weights, parent, in_src, in_tgt, members, member_start, member_count):
+def _contract(weights, parent, in_src, in_tgt, in_weight, members, member_start, member_count):
     """Contraction phase on the complete digraph ``weights[u, v]`` (arc ``u -> v``), ``M >= 2``.
 
     Fills, for every super-node ``c`` (original nodes are ``0..M-1``, contracted ones follow):
     ``parent[c]`` (the super-node it was contracted into, -1 for the top), ``in_src[c]`` and
-    ``in_tgt[c]`` (the original endpoints of its chosen entering arc, -1 for the top) and its
+    ``in_tgt[c]`` (the original endpoints of its chosen entering arc, -1 for the top),
+    ``in_weight[c]`` (that arc's adjusted weight at the time it was chosen, 0 for the top) and its
     members ``members[member_start[c] : member_start[c] + member_count[c]]``.
     Returns the number of super-nodes.
     """
@@ -81,13 +87,13 @@ def _contract(weights, parent, in_src, in_tgt, members, member_start, member_cou
         for u in range(m):
             entering[v, u] = weights[u, v]
             target[v, u] = v
-    in_weight = np.zeros(size)
     comp = np.arange(m)  # current super-node of each original node
     in_cycle = np.zeros(size, dtype=np.bool_)
     for c in range(size):
         parent[c] = -1
         in_src[c] = -1
         in_tgt[c] = -1
+        in_weight[c] = 0.0
     next_id = m
     alive = m
     cursor = 0
@@ -174,6 +180,25 @@ def _expand(root, m, total, parent, in_src, in_tgt, members, member_start, membe
 
 
 @numba.njit(cache=True)
+def _contraction(weights):
+    """Run the contraction phase on ``weights`` (``M >= 2`` nodes) in freshly allocated arrays.
+
+    Returns ``(total, parent, in_src, in_tgt, in_weight, members, member_start, member_count)``
+    as filled by :func:`_contract`.
+    """
+    count = 2 * weights.shape[0] - 1
+    parent = np.empty(count, dtype=np.int64)
+    in_src = np.empty(count, dtype=np.int64)
+    in_tgt = np.empty(count, dtype=np.int64)
+    in_weight = np.empty(count)
+    members = np.empty(count, dtype=np.int64)
+    member_start = np.zeros(count, dtype=np.int64)
+    member_count = np.zeros(count, dtype=np.int64)
+    total = _contract(weights, parent, in_src, in_tgt, in_weight, members, member_start, member_count)
+    return total, parent, in_src, in_tgt, in_weight, members, member_start, member_count
+
+
+@numba.njit(cache=True)
 def arborescence_heads(scores, single_root, heads):
     """Heads of the maximum arborescence of ``scores[h, m]`` (nodes ``0..n``, root 0) into ``heads``."""
     size = scores.shape[0]
@@ -185,50 +210,33 @@ def arborescence_heads(scores, single_root, heads):
         weights = scores.copy()
         for u in range(size):
             weights[u, 0] = 0.0  # arcs into the root: never part of the result
-        _arborescence_from(weights, 0, heads)
+        total, parent, in_src, in_tgt, _, members, start, count = _contraction(weights)
+        stack = np.empty(2 * size - 1, dtype=np.int64)
+        _expand(0, size, total, parent, in_src, in_tgt, members, start, count, heads, stack)
         return
     m = size - 1  # the words 1..n become nodes 0..n-1
     weights = np.ascontiguousarray(scores[1:, 1:])
-    count = 2 * m - 1
-    parent = np.empty(count, dtype=np.int64)
-    in_src = np.empty(count, dtype=np.int64)
-    in_tgt = np.empty(count, dtype=np.int64)
-    members = np.empty(count, dtype=np.int64)
-    member_start = np.zeros(count, dtype=np.int64)
-    member_count = np.zeros(count, dtype=np.int64)
-    stack = np.empty(count, dtype=np.int64)
-    local = np.empty(m, dtype=np.int64)
-    total = _contract(weights, parent, in_src, in_tgt, members, member_start, member_count)
+    total, parent, in_src, in_tgt, in_weight, members, start, count = _contraction(weights)
+    overall = 0.0
+    for c in range(total):
+        overall += in_weight[c]
     best_root = 0
     best_score = _NEG_INF
     for r in range(m):
-        _expand(r, m, total, parent, in_src, in_tgt, members, member_start, member_count, local, stack)
-        score = scores[0, r + 1]
-        for v in range(m):
-            if v != r:
-                score += weights[local[v], v]
+        score = scores[0, r + 1] + overall  # minus the adjusted weights on r's path to the top
+        node = r
+        while node >= 0:
+            score -= in_weight[node]
+            node = parent[node]
         if score > best_score:
             best_score = score
             best_root = r
-    _expand(best_root, m, total, parent, in_src, in_tgt, members, member_start, member_count, local, stack)
+    local = np.empty(m, dtype=np.int64)
+    stack = np.empty(2 * m - 1, dtype=np.int64)
+    _expand(best_root, m, total, parent, in_src, in_tgt, members, start, count, local, stack)
     for v in range(m):
         heads[v + 1] = local[v] + 1
     heads[best_root + 1] = 0
-
-
-@numba.njit(cache=True)
-def _arborescence_from(weights, root, heads):
-    m = weights.shape[0]
-    count = 2 * m - 1
-    parent = np.empty(count, dtype=np.int64)
-    in_src = np.empty(count, dtype=np.int64)
-    in_tgt = np.empty(count, dtype=np.int64)
-    members = np.empty(count, dtype=np.int64)
-    member_start = np.zeros(count, dtype=np.int64)
-    member_count = np.zeros(count, dtype=np.int64)
-    stack = np.empty(count, dtype=np.int64)
-    total = _contract(weights, parent, in_src, in_tgt, members, member_start, member_count)
-    _expand(root, m, total, parent, in_src, in_tgt, members, member_start, member_count, heads, stack)
 
 
 # ----------------------------------------------------------------------------- Eisner
