@@ -31,7 +31,7 @@ from spigot.solvers.registry import register_solver
 from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED
 
 #: Weights at or below this are treated as zero when leaving conv(S).
-_WEIGHT_EPS = 1e-12
+_WEIGHT_EPS = 1e-15
 #: A vertex whose lifted point lies this close (relative squared distance) to the span of the
 #: active ones is affinely dependent on them, numerically.
 _PIVOT_EPS = 1e-12

@@ -149,12 +149,14 @@ def _away_vertex(residual: np.ndarray, vertices: list) -> int:
 class AwayFrankWolfe(FrankWolfe):
     """Frank-Wolfe with away steps (Guélat and Marcotte 1986); linear convergence on polytopes.
 
-    Options as :class:`FrankWolfe`; the linear rate makes the tight default ``tol=1e-12`` cheap.
+    Options as :class:`FrankWolfe`; the linear rate makes the tight default ``tol=1e-12`` affordable
+    (``max_iter=10_000``: large faces, such as uniform rows of a product of simplices, can take
+    a couple of thousand steps).
     """
 
     name = "away-frank-wolfe"
 
-    def __init__(self, tol: float = 1e-12, max_iter: int = 1000, init: Any = None) -> None:
+    def __init__(self, tol: float = 1e-12, max_iter: int = 10_000, init: Any = None) -> None:
         super().__init__(tol=tol, max_iter=max_iter, init=init)
 
     def _direction(self, residual, p, v, vertices, weights, gap):
@@ -171,12 +173,14 @@ class AwayFrankWolfe(FrankWolfe):
 class PairwiseFrankWolfe(FrankWolfe):
     """Pairwise Frank-Wolfe (Lacoste-Julien and Jaggi 2015): shifts weight from away to FW vertex.
 
-    Options as :class:`FrankWolfe`; the linear rate makes the tight default ``tol=1e-12`` cheap.
+    Options as :class:`FrankWolfe`; the linear rate makes the tight default ``tol=1e-12`` affordable
+    (``max_iter=10_000``: large faces, such as uniform rows of a product of simplices, can take
+    a couple of thousand steps).
     """
 
     name = "pairwise-frank-wolfe"
 
-    def __init__(self, tol: float = 1e-12, max_iter: int = 1000, init: Any = None) -> None:
+    def __init__(self, tol: float = 1e-12, max_iter: int = 10_000, init: Any = None) -> None:
         super().__init__(tol=tol, max_iter=max_iter, init=init)
 
     def _direction(self, residual, p, v, vertices, weights, gap):
