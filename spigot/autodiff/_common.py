@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from typing import Any
 
@@ -116,7 +115,7 @@ def project_warm(
     init: torch.Tensor | None,
 ) -> ProjectionResult:
     """Run ``solver``, warm-started at ``init`` when the solver accepts a warm start."""
-    if init is not None and "init" in inspect.signature(solver.run).parameters:
+    if init is not None and solver.warm_start:
         return solver.run(polytope, target, lengths, init=init)
     return solver.run(polytope, target, lengths)
 

@@ -32,12 +32,14 @@ def check_max_iter(max_iter: int) -> int:
 class Solver(ABC):
     """A projection algorithm: options at construction, then :meth:`run` on batches.
 
-    Subclasses set :attr:`name` (the registry key) and :attr:`exact` (whether, run to its
-    tolerance, it returns the Euclidean projection onto the polytope itself).
+    Subclasses set :attr:`name` (the registry key), :attr:`exact` (whether, run to its
+    tolerance, it returns the Euclidean projection onto the polytope itself) and
+    :attr:`warm_start` (whether :meth:`run` takes an ``init`` keyword).
     """
 
     name: ClassVar[str]
     exact: ClassVar[bool] = True
+    warm_start: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, polytope: Polytope, x: Array, lengths: Array | None = None) -> ProjectionResult:
@@ -119,6 +121,7 @@ class InstanceSolver(Solver):
     """
 
     vertex_based: ClassVar[bool] = True
+    warm_start: ClassVar[bool] = True
 
     def __init__(self, init: Any = None) -> None:
         self.init = init

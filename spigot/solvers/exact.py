@@ -25,6 +25,7 @@ class Exact(Solver):
 
     name = "exact"
     exact = True
+    warm_start = True
 
     def __init__(self, tol: float = 1e-12, max_iter: int = 1000, init: Any = None) -> None:
         self._closed_form = ClosedFormSolver()

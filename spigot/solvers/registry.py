@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, TypeVar
 
@@ -31,9 +32,13 @@ def available_solvers() -> list[str]:
 
 def solver_options(name: str) -> list[str]:
     """The options (constructor keywords) that solver ``name`` accepts."""
-    cls = _lookup(name)
+    return list(_constructor_keywords(_lookup(name)))
+
+
+@functools.cache
+def _constructor_keywords(cls: type[Solver]) -> tuple[str, ...]:
     params = inspect.signature(cls.__init__).parameters
-    return [p for p in params if p != "self" and params[p].kind is not inspect.Parameter.VAR_KEYWORD]
+    return tuple(p for p in params if p != "self" and params[p].kind is not inspect.Parameter.VAR_KEYWORD)
 
 
 def get_solver(solver: str | Solver, **options: Any) -> Solver:
