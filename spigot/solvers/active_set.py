@@ -25,7 +25,14 @@ import numpy as np
 
 from spigot.polytopes.base import Polytope
 from spigot.solvers import _cholesky
-from spigot.solvers.base import InstanceOutcome, InstanceSolver, check_max_iter, check_tol
+from spigot.solvers.base import (
+    InstanceOutcome,
+    InstanceSolver,
+    check_max_iter,
+    check_tol,
+    flat_oracle,
+    flat_start,
+)
 from spigot.solvers.certificate import gap_threshold
 from spigot.solvers.registry import register_solver
 from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED
@@ -145,18 +152,14 @@ class ActiveSet(InstanceSolver):
     ) -> InstanceOutcome:
         shape = x.shape
         xf = x.ravel()
-
-        def oracle(scores: np.ndarray) -> np.ndarray:
-            return np.asarray(polytope.map_one(scores.reshape(shape)), dtype=np.float64).ravel()
-
+        oracle = flat_oracle(polytope, shape)
         state = ActiveSetState(xf)
         if start is None:
             state.add(oracle(xf), 1.0)
         else:
-            vertices, weights = start
-            for v, w in zip(vertices.reshape(len(weights), -1), weights):
-                if w > 0:  # an affinely dependent vertex is dropped; its weight goes to the rest
-                    state.add(v, w)
+            vertices, weights = flat_start(start)
+            for v, w in zip(vertices, weights):  # an affinely dependent vertex is dropped
+                state.add(v, w)
             state.active_weights[:] /= state.active_weights.sum()
             self._minor_cycles(state)
         p = state.point

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -191,6 +191,22 @@ class InstanceSolver(Solver):
         return [
             (vertices[(i, *sl)][None].astype(np.float64), np.ones(1)) for i, sl in enumerate(batch.slices)
         ]
+
+
+def flat_oracle(polytope: Polytope, shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """``map_one`` on flattened float64 vectors of one unpadded instance of ``shape``."""
+
+    def oracle(scores: np.ndarray) -> np.ndarray:
+        return np.asarray(polytope.map_one(scores.reshape(shape)), dtype=np.float64).ravel()
+
+    return oracle
+
+
+def flat_start(start: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A warm start as flat vertex rows ``(m, d)`` with positive weights summing to 1."""
+    vertices, weights = start
+    keep = weights > 0
+    return vertices.reshape(len(weights), -1)[keep], weights[keep] / weights[keep].sum()
 
 
 def _to_numpy(a: Array) -> np.ndarray:

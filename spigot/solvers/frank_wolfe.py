@@ -15,12 +15,19 @@ All three keep the iterate as an explicit convex combination of the vertices vis
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from spigot.polytopes.base import Polytope
-from spigot.solvers.base import InstanceOutcome, InstanceSolver, check_max_iter, check_tol
+from spigot.solvers.base import (
+    InstanceOutcome,
+    InstanceSolver,
+    check_max_iter,
+    check_tol,
+    flat_oracle,
+    flat_start,
+)
 from spigot.solvers.certificate import gap_threshold
 from spigot.solvers.registry import register_solver
 from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED
@@ -45,7 +52,6 @@ class FrankWolfe(InstanceSolver):
 
     name = "frank-wolfe"
     exact = True
-    variant: ClassVar[str] = "vanilla"
 
     def __init__(self, tol: float = 1e-8, max_iter: int = 1000, init: Any = None) -> None:
         super().__init__(init)
@@ -60,17 +66,8 @@ class FrankWolfe(InstanceSolver):
     ) -> InstanceOutcome:
         shape = x.shape
         xf = x.ravel()
-
-        def oracle(scores: np.ndarray) -> np.ndarray:
-            return np.asarray(polytope.map_one(scores.reshape(shape)), dtype=np.float64).ravel()
-
-        if start is None:
-            vertices, weights = oracle(xf)[None], np.ones(1)
-        else:
-            vertices = start[0].reshape(len(start[1]), -1)
-            weights = start[1] / start[1].sum()
-            keep = weights > 0
-            vertices, weights = vertices[keep], weights[keep]
+        oracle = flat_oracle(polytope, shape)
+        vertices, weights = (oracle(xf)[None], np.ones(1)) if start is None else flat_start(start)
         vertices = [row for row in vertices]
         weights = list(weights)
         p = np.sum([w * v for w, v in zip(weights, vertices)], axis=0)
