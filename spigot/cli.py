@@ -101,20 +101,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args._argv = argv
+    status = 1
     try:
         distributed.init_from_environment()
-        return args._command.run(args, args._parser)
+        status = args._command.run(args, args._parser)
     except (MissingDataError, UnsupportedOperation, ValueError) as error:
         print(f"spigot {args.command}: error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(
-            f"spigot {args.command}: interrupted; run the same command again to resume from the checkpoints",
+            f"spigot {args.command}: interrupted; run the same command again to resume "
+            "from the checkpoints",
             file=sys.stderr,
         )
-        return 130
+        status = 130
     finally:
-        distributed.shutdown()
+        distributed.shutdown(wait=status == 0)
+    return status
 
 
 # ---------------------------------------------------------------------- argument types

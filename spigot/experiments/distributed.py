@@ -75,7 +75,15 @@ def wrap(model: torch.nn.Module) -> torch.nn.Module:
     return DistributedDataParallel(model)
 
 
-def shutdown() -> None:
-    """Leave the process group, if one is active."""
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group, if one is active.
+
+    With ``wait`` (after a successful run) every process first waits for the others: a gloo
+    process that tears its group down while a peer still uses the connection aborts the peer.
+    After a failure, pass ``wait=False``: the peers may never arrive, and ``torchrun`` stops
+    them once this process exits with an error.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()

@@ -50,18 +50,37 @@ class TrainResult:
     resumed_from: int | None = None
 
 
-def batch_loss(losses: torch.Tensor, batch_size: int, model: torch.nn.Module) -> torch.Tensor:
+def batch_loss(losses: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The loss to differentiate for one process's per-example ``losses`` of a global batch.
 
     DDP averages gradients over processes, so each process scales its sum by
     ``world_size / batch_size``: the update is then the gradient of the mean loss over the whole
-    batch, as in a single process. A process with no examples contributes an exact zero that
-    still reaches every parameter (DDP expects a gradient for each).
+    batch, as in a single process (where this is just the mean).
     """
-    scale = distributed.world_size() / batch_size
-    if losses.numel() == 0:
-        return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
-    return losses.sum() * scale
+    return losses.sum() * (distributed.world_size() / batch_size)
+
+
+def backward_batch(
+    net: torch.nn.Module,
+    example_losses: ExampleLosses,
+    indices: torch.Tensor,
+) -> tuple[float, int]:
+    """Accumulate the gradient of the mean loss over the batch ``indices`` into the parameters.
+
+    ``net`` is the model or its DistributedDataParallel wrapper; under ``torchrun`` this process
+    computes the losses of its share of ``indices`` only and DDP combines the shares, so every
+    process ends up with the whole batch's gradient. A process whose share is empty (a batch
+    smaller than the number of processes) runs the first example with weight 0, which keeps
+    DDP's collective calls in step and adds nothing. Returns this process's loss sum and
+    example count (for logging).
+    """
+    mine = distributed.shard(indices)
+    if mine.numel() == 0:
+        (example_losses(net, indices[:1]).sum() * 0.0).backward()
+        return 0.0, 0
+    losses = example_losses(net, mine)
+    batch_loss(losses, len(indices)).backward()
+    return float(losses.detach().sum()), int(mine.numel())
 
 
 def train(
@@ -137,14 +156,12 @@ def train(
         order = batch_order(n_examples, seed, epoch)
         total, count = 0.0, 0
         for b in range(batches_per_epoch):
-            indices = order[b * batch_size : (b + 1) * batch_size]
-            mine = distributed.shard(indices)
             optimizer.zero_grad(set_to_none=True)
-            losses = example_losses(net, mine) if mine.numel() else torch.zeros(0)
-            batch_loss(losses, len(indices), model).backward()
+            batch = order[b * batch_size : (b + 1) * batch_size]
+            loss_sum, examples = backward_batch(net, example_losses, batch)
             optimizer.step()
-            total += float(losses.detach().sum())
-            count += int(mine.numel())
+            total += loss_sum
+            count += examples
         score = _evaluate(model, evaluate)
         if score > best_score:
             best_score, best_epoch = score, epoch + 1
