@@ -26,7 +26,9 @@ from dataclasses import dataclass
 COMMAND_MODULES: tuple[str, ...] = ("spigot.cli",)
 
 #: What ``spigot demo`` runs: experiment name and the methods it compares.
-DEMO_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (("clusters", ("pipeline", "ste-i", "spigot")),)
+DEMO_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("clusters", ("pipeline", "ste-i", "spigot")),
+)
 
 #: Where ``spigot experiment`` writes its tables by default.
 RESULTS_FILE = "docs/results.md"
@@ -143,8 +145,20 @@ def method_list(text: str) -> tuple[str, ...]:
 
 
 def _add_common_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
-    parser.add_argument("--seeds", type=positive_int, default=seeds, metavar="N", help=f"run seeds 0..N-1 (default {seeds})")
-    parser.add_argument("--threads", type=positive_int, default=1, metavar="T", help="torch threads per process (default 1)")
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=seeds,
+        metavar="N",
+        help=f"run seeds 0..N-1 (default {seeds})",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        metavar="T",
+        help="torch threads per process (default 1)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -168,7 +182,10 @@ def _run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             experiment = get_experiment(name)
             if distributed.is_main_process():
                 print(f"== {name}: {experiment.title}")
-                print(f"   demo preset, seeds 0..{args.seeds - 1}, methods {', '.join(methods)}", flush=True)
+                print(
+                    f"   demo preset, seeds 0..{args.seeds - 1}, methods {', '.join(methods)}",
+                    flush=True,
+                )
             report = run_experiment(
                 name,
                 seeds=args.seeds,
@@ -207,7 +224,12 @@ register_command(
 def _configure_experiment(parser: argparse.ArgumentParser) -> None:
     from spigot.experiments import PRESETS, available_experiments, available_methods
 
-    parser.add_argument("name", choices=available_experiments(), metavar="NAME", help=f"one of: {', '.join(available_experiments())}")
+    parser.add_argument(
+        "name",
+        choices=available_experiments(),
+        metavar="NAME",
+        help=f"one of: {', '.join(available_experiments())}",
+    )
     _add_common_run_options(parser, seeds=5)
     parser.add_argument(
         "--methods",
@@ -215,11 +237,29 @@ def _configure_experiment(parser: argparse.ArgumentParser) -> None:
         metavar="M1,M2",
         help=f"comma-separated methods (default: all of {', '.join(available_methods())})",
     )
-    parser.add_argument("--preset", choices=PRESETS, default="full", help="configuration: full (default) or demo")
-    parser.add_argument("--run-dir", default="runs", metavar="DIR", help="checkpoints and finished runs (default runs/)")
-    parser.add_argument("--fresh", action="store_true", help="discard earlier runs of this configuration instead of resuming")
-    parser.add_argument("--results", default=RESULTS_FILE, metavar="FILE", help=f"markdown file to write the table to (default {RESULTS_FILE})")
-    parser.add_argument("--no-results", action="store_true", help="print the table only; write no results file")
+    parser.add_argument(
+        "--preset", choices=PRESETS, default="full", help="configuration: full (default) or demo"
+    )
+    parser.add_argument(
+        "--run-dir",
+        default="runs",
+        metavar="DIR",
+        help="checkpoints and finished runs (default runs/)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard earlier runs of this configuration instead of resuming",
+    )
+    parser.add_argument(
+        "--results",
+        default=RESULTS_FILE,
+        metavar="FILE",
+        help=f"markdown file to write the table to (default {RESULTS_FILE})",
+    )
+    parser.add_argument(
+        "--no-results", action="store_true", help="print the table only; write no results file"
+    )
 
 
 def _run_experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

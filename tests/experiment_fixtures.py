@@ -10,7 +10,9 @@ from spigot.experiments import register_experiment
 from spigot.experiments.clusters import ClustersConfig, ClustersExperiment
 from spigot.experiments.registry import check_preset
 
-TINY = ClustersConfig(n_features=6, n_clusters=3, n_train=60, n_dev=20, n_test=20, epochs=2, batch_size=16)
+TINY = ClustersConfig(
+    n_features=6, n_clusters=3, n_train=60, n_dev=20, n_test=20, epochs=2, batch_size=16
+)
 
 
 @register_experiment

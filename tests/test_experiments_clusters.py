@@ -17,6 +17,7 @@ from spigot.experiments.clusters import (
 )
 from spigot.experiments.metrics import v_measure
 
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """The runner trains on one thread; direct runs here do the same (and restore the setting)."""
@@ -26,14 +27,25 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-SMALL = ClustersConfig(n_features=10, n_clusters=3, n_train=300, n_dev=100, n_test=100, epochs=2, batch_size=25, lr=0.05)
+SMALL = ClustersConfig(
+    n_features=10,
+    n_clusters=3,
+    n_train=300,
+    n_dev=100,
+    n_test=100,
+    epochs=2,
+    batch_size=25,
+    lr=0.05,
+)
 
 
 def test_data_is_fixed_by_its_seed_and_follows_the_generative_story():
     data = make_cluster_data(SMALL)
     again = make_cluster_data(SMALL)
     other = make_cluster_data(dataclasses.replace(SMALL, data_seed=SMALL.data_seed + 1))
-    assert torch.equal(data["train"].x, again["train"].x) and torch.equal(data["test"].y, again["test"].y)
+    assert torch.equal(data["train"].x, again["train"].x) and torch.equal(
+        data["test"].y, again["test"].y
+    )
     assert not torch.equal(data["train"].x, other["train"].x)
     for split, n in (("train", 300), ("dev", 100), ("test", 100)):
         part = data[split]
@@ -91,7 +103,9 @@ def test_training_learns_the_rules_and_straight_through_finds_the_clusters(tmp_p
     pipeline = experiment.run("pipeline", 0, config, tmp_path / "pipeline", progress=False)
     assert pipeline["accuracy"] > 0.65 and pipeline["dev_accuracy"] > 0.65  # chance is about 0.5
     straight_through = experiment.run("ste-i", 0, config, tmp_path / "ste-i", progress=False)
-    assert straight_through["v_measure"] > 0.9  # the latent clusters are learned from the labels alone
+    assert (
+        straight_through["v_measure"] > 0.9
+    )  # the latent clusters are learned from the labels alone
 
 
 def test_presets_and_description():
@@ -99,4 +113,6 @@ def test_presets_and_description():
     full, demo = experiment.config("full"), experiment.config("demo")
     assert (full.n_features, full.n_clusters, full.n_train) == (100, 3, 5000)
     assert demo.epochs < full.epochs
-    assert "k-means" in experiment.describe(full) and "3 clusters in 100 dimensions" in experiment.describe(full)
+    assert "k-means" in experiment.describe(
+        full
+    ) and "3 clusters in 100 dimensions" in experiment.describe(full)

@@ -97,7 +97,9 @@ def make_cluster_data(config: ClustersConfig) -> dict[str, ClusterSplit]:
         x = centres[z] + config.data_std * rng.standard_normal((n, d))
         draws[split] = (x, z, np.einsum("nd,nd->n", rules[z], x))
     _, z_train, score_train = draws["train"]
-    thresholds = np.array([score_train[z_train == c].mean() if np.any(z_train == c) else 0.0 for c in range(k)])
+    thresholds = np.array(
+        [score_train[z_train == c].mean() if np.any(z_train == c) else 0.0 for c in range(k)]
+    )
     return {
         split: ClusterSplit(
             torch.as_tensor(x, dtype=torch.float32),
@@ -126,7 +128,9 @@ class LatentClusterClassifier(torch.nn.Module):
     argmax does, for every method alike.
     """
 
-    def __init__(self, encoder: torch.nn.Module, latent: torch.nn.Module, n_features: int, n_clusters: int) -> None:
+    def __init__(
+        self, encoder: torch.nn.Module, latent: torch.nn.Module, n_features: int, n_clusters: int
+    ) -> None:
         super().__init__()
         self.polytope = Simplex()
         self.encoder = encoder
@@ -141,7 +145,9 @@ class LatentClusterClassifier(torch.nn.Module):
         return self.decoder(z, inputs), z
 
 
-def build_model(method: str, config: ClustersConfig, train_x: torch.Tensor, seed: int) -> LatentClusterClassifier:
+def build_model(
+    method: str, config: ClustersConfig, train_x: torch.Tensor, seed: int
+) -> LatentClusterClassifier:
     """The model of ``method``; the pipeline's encoder is k-means on ``train_x``, fitted with ``seed``."""
     polytope = Simplex()
     if method == PIPELINE:
@@ -178,10 +184,16 @@ class ClustersExperiment(Experiment):
             f"{config.epochs} epochs, the epoch with the best dev accuracy kept; test-time "
             f"decisions by argmax for every method; the pipeline clusters the inputs with "
             f"k-means and keeps the clusters fixed."
-            + (f" Estimator options: {config.estimator_options}." if config.estimator_options else "")
+            + (
+                f" Estimator options: {config.estimator_options}."
+                if config.estimator_options
+                else ""
+            )
         )
 
-    def run(self, method: str, seed: int, config: ClustersConfig, workdir: Path, progress: bool) -> dict[str, float]:
+    def run(
+        self, method: str, seed: int, config: ClustersConfig, workdir: Path, progress: bool
+    ) -> dict[str, float]:
         data = make_cluster_data(config)
         seed_everything(seed)
         model = build_model(method, config, data["train"].x, seed)

@@ -32,7 +32,9 @@ def kmeans(
         Lloyd iterations per run (each stops early when the assignment no longer changes).
     """
     if points.ndim != 2 or not points.is_floating_point():
-        raise ValueError(f"points must be a floating (N, d) tensor, got shape {tuple(points.shape)}")
+        raise ValueError(
+            f"points must be a floating (N, d) tensor, got shape {tuple(points.shape)}"
+        )
     for name, value in (("k", k), ("restarts", restarts), ("max_iter", max_iter)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")

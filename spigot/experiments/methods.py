@@ -53,7 +53,9 @@ class FrozenArgmax(torch.nn.Module):
     def __init__(self, polytope: Polytope) -> None:
         super().__init__()
         if not isinstance(polytope, Polytope):
-            raise TypeError(f"polytope must be a spigot Polytope instance, got {type(polytope).__name__}")
+            raise TypeError(
+                f"polytope must be a spigot Polytope instance, got {type(polytope).__name__}"
+            )
         self.polytope = polytope
 
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:

@@ -40,7 +40,9 @@ def v_measure(gold: torch.Tensor, predicted: torch.Tensor) -> float:
     _, classes = torch.unique(gold, return_inverse=True)
     _, clusters = torch.unique(predicted, return_inverse=True)
     joint = torch.zeros(int(classes.max()) + 1, int(clusters.max()) + 1, dtype=torch.float64)
-    joint.index_put_((classes, clusters), torch.ones(len(gold), dtype=torch.float64), accumulate=True)
+    joint.index_put_(
+        (classes, clusters), torch.ones(len(gold), dtype=torch.float64), accumulate=True
+    )
     joint /= len(gold)
     h_class = _entropy(joint.sum(dim=1))
     h_cluster = _entropy(joint.sum(dim=0))

@@ -48,7 +48,9 @@ class Experiment(ABC):
         """The configuration (a frozen dataclass) of ``preset``, one of :data:`PRESETS`."""
 
     @abstractmethod
-    def run(self, method: str, seed: int, config: Any, workdir: Path, progress: bool) -> dict[str, float]:
+    def run(
+        self, method: str, seed: int, config: Any, workdir: Path, progress: bool
+    ) -> dict[str, float]:
         """Train and evaluate ``method`` with ``seed``; return a value for every metric key.
 
         ``workdir`` is this run's own folder (for its checkpoint). The run must be
@@ -104,5 +106,7 @@ def get_experiment(name: str) -> Experiment:
         No experiment has that name (the message lists the known ones).
     """
     if name not in _REGISTRY:
-        raise ValueError(f"unknown experiment {name!r}; known experiments: {', '.join(available_experiments())}")
+        raise ValueError(
+            f"unknown experiment {name!r}; known experiments: {', '.join(available_experiments())}"
+        )
     return _REGISTRY[name]()

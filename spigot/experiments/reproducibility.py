@@ -40,7 +40,11 @@ def batch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 def random_states() -> dict[str, Any]:
     """The global random states, for a checkpoint."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
 
 
 def restore_random_states(states: dict[str, Any]) -> None:

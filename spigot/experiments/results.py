@@ -101,7 +101,10 @@ def results_table(records: Sequence[RunRecord], metrics: Sequence[Metric]) -> st
     if not metrics:
         raise ValueError("metrics must name at least one column")
     header = ["method", *(m.label for m in metrics), "seeds", "s / run"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
     for method in ordered_methods(r.method for r in records):
         runs = [r for r in records if r.method == method]
         done = [r for r in runs if r.status == OK]

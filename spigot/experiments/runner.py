@@ -75,7 +75,10 @@ class ExperimentReport:
             self.table(),
         ]
         if any(r.resumed for r in self.records):
-            lines += ["", "Some runs resumed from a checkpoint; their `s / run` counts the last attempt only."]
+            lines += [
+                "",
+                "Some runs resumed from a checkpoint; their `s / run` counts the last attempt only.",
+            ]
         return "\n".join(lines)
 
 
@@ -124,14 +127,27 @@ def run_experiment(
     preset = check_preset(preset)
     seed_list = _seed_list(seeds)
     chosen = check_methods(methods if methods is not None else experiment.methods())
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
         raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
     config = experiment.config(preset)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _run_all(experiment, preset, config, chosen, seed_list, Path(run_dir), fresh, progress, command, log)
+        return _run_all(
+            experiment,
+            preset,
+            config,
+            chosen,
+            seed_list,
+            Path(run_dir),
+            fresh,
+            progress,
+            command,
+            log,
+        )
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -156,7 +172,9 @@ def _run_all(
     records: list[RunRecord] = []
     for method in methods:
         for seed in seed_list:
-            record = _run_one(experiment, method, seed, config, root / method / f"seed-{seed}", progress)
+            record = _run_one(
+                experiment, method, seed, config, root / method / f"seed-{seed}", progress
+            )
             records.append(record)
             if log is not None and distributed.is_main_process():
                 log(_summary(experiment, record))
@@ -174,7 +192,9 @@ def _run_all(
     )
 
 
-def _run_one(experiment: Experiment, method: str, seed: int, config: Any, workdir: Path, progress: bool) -> RunRecord:
+def _run_one(
+    experiment: Experiment, method: str, seed: int, config: Any, workdir: Path, progress: bool
+) -> RunRecord:
     done = workdir / "result.json"
     distributed.barrier()
     if done.is_file():
@@ -188,9 +208,13 @@ def _run_one(experiment: Experiment, method: str, seed: int, config: Any, workdi
     else:
         missing = [m.key for m in experiment.metrics if m.key not in metrics]
         if missing:
-            raise RuntimeError(f"experiment {experiment.name!r} returned no value for metric(s) {missing}")
+            raise RuntimeError(
+                f"experiment {experiment.name!r} returned no value for metric(s) {missing}"
+            )
         seconds = time.perf_counter() - started
-        record = RunRecord(method, seed, OK, {k: float(v) for k, v in metrics.items()}, seconds, resumed)
+        record = RunRecord(
+            method, seed, OK, {k: float(v) for k, v in metrics.items()}, seconds, resumed
+        )
     if distributed.is_main_process():
         workdir.mkdir(parents=True, exist_ok=True)
         record.save(done)
@@ -202,9 +226,12 @@ def _summary(experiment: Experiment, record: RunRecord) -> str:
     if record.status != OK:
         return f"{experiment.name} {record.method}: not supported ({record.message})"
     values = ", ".join(
-        f"{m.label} {record.metrics[m.key] * (100 if m.percent else 1):.{m.digits}f}" for m in experiment.metrics
+        f"{m.label} {record.metrics[m.key] * (100 if m.percent else 1):.{m.digits}f}"
+        for m in experiment.metrics
     )
-    return f"{experiment.name} {record.method} seed {record.seed}: {values} ({record.seconds:.1f} s)"
+    return (
+        f"{experiment.name} {record.method} seed {record.seed}: {values} ({record.seconds:.1f} s)"
+    )
 
 
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:

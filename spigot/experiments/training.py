@@ -21,7 +21,12 @@ from tqdm.auto import tqdm
 
 from spigot.experiments import distributed
 from spigot.experiments.checkpoint import load_checkpoint, save_checkpoint
-from spigot.experiments.reproducibility import batch_order, check_seed, random_states, restore_random_states
+from spigot.experiments.reproducibility import (
+    batch_order,
+    check_seed,
+    random_states,
+    restore_random_states,
+)
 
 #: ``(model, example_indices) -> per-example losses``: the model may be DDP-wrapped.
 ExampleLosses = Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
@@ -167,14 +172,20 @@ def train(
             best_score, best_epoch = score, epoch + 1
             best_weights = copy.deepcopy(model.state_dict())
         seconds = time.perf_counter() - started
-        history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "dev": score, "seconds": seconds})
+        history.append(
+            {"epoch": epoch + 1, "loss": total / max(count, 1), "dev": score, "seconds": seconds}
+        )
         if checkpoint is not None:
             if distributed.is_main_process():
-                saved = _state(model, optimizer, epoch + 1, best_score, best_epoch, best_weights, history)
+                saved = _state(
+                    model, optimizer, epoch + 1, best_score, best_epoch, best_weights, history
+                )
                 save_checkpoint(checkpoint, saved)
             distributed.barrier()
         bar.update(1)
-        bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", dev=f"{score:.4f}", best=f"{best_score:.4f}")
+        bar.set_postfix(
+            loss=f"{history[-1]['loss']:.4f}", dev=f"{score:.4f}", best=f"{best_score:.4f}"
+        )
     bar.close()
     model.load_state_dict(best_weights)
     model.eval()

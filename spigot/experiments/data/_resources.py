@@ -69,7 +69,5 @@ def existing_file(path: Path | str, what: str) -> Path:
     """Return ``path`` as a :class:`Path` if it is a file, else raise :class:`MissingDataError`."""
     path = Path(path)
     if not path.is_file():
-        raise MissingDataError(
-            f"{what} not found at {path}; run `{INSTALL_COMMAND}` to install it"
-        )
+        raise MissingDataError(f"{what} not found at {path}; run `{INSTALL_COMMAND}` to install it")
     return path

@@ -64,7 +64,9 @@ class WordVectors:
         words = list(words)
         missing = [w for w in words if w not in self._rows]
         if missing:
-            raise KeyError(f"words without a vector: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+            raise KeyError(
+                f"words without a vector: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+            )
         rows = np.fromiter((self._rows[w] for w in words), dtype=np.int64, count=len(words))
         return np.asarray(self.vectors[rows], dtype=np.float32)
 
@@ -94,7 +96,10 @@ def load_glove(directory: Path | str | None = None) -> WordVectors:
 
 @lru_cache(maxsize=1)
 def _installed_glove() -> WordVectors:
-    return _read(distribution_file(GLOVE_DISTRIBUTION, _VECTORS), distribution_file(GLOVE_DISTRIBUTION, _INDEX))
+    return _read(
+        distribution_file(GLOVE_DISTRIBUTION, _VECTORS),
+        distribution_file(GLOVE_DISTRIBUTION, _INDEX),
+    )
 
 
 def _read(vectors_path: Path, index_path: Path) -> WordVectors:

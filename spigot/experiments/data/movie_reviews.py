@@ -18,7 +18,9 @@ from spigot.experiments.data._resources import SHARED_DATA_DIR, existing_file
 from spigot.experiments.data.splits import SplitSpec, check_split
 
 #: Where ``scripts/install.sh`` puts the file extracted from vaderSentiment 3.3.2's sdist.
-MOVIE_REVIEWS_FILE = SHARED_DATA_DIR / "vaderSentiment-3.3.2" / "movieReviewSnippets_GroundTruth.txt"
+MOVIE_REVIEWS_FILE = (
+    SHARED_DATA_DIR / "vaderSentiment-3.3.2" / "movieReviewSnippets_GroundTruth.txt"
+)
 
 #: The fixed split of the labelled sentences (keys are the file's sentence ids).
 MOVIE_REVIEWS_SPLIT = SplitSpec(seed=0, dev=0.1, test=0.1)
@@ -41,7 +43,9 @@ class RatedSentence:
         return int(self.rating > 0)
 
 
-def load_movie_reviews(split: str | None = None, path: Path | str | None = None) -> list[RatedSentence]:
+def load_movie_reviews(
+    split: str | None = None, path: Path | str | None = None
+) -> list[RatedSentence]:
     """Read the labelled movie-review sentences, in file order.
 
     Parameters
@@ -59,20 +63,29 @@ def load_movie_reviews(split: str | None = None, path: Path | str | None = None)
         A line of the file is not ``id<TAB>rating<TAB>text``.
     """
     split = check_split(split)
-    source = existing_file(path if path is not None else MOVIE_REVIEWS_FILE, "the movie-review sentences")
+    source = existing_file(
+        path if path is not None else MOVIE_REVIEWS_FILE, "the movie-review sentences"
+    )
     sentences = []
     with open(source, encoding="utf-8", newline="") as handle:
-        for number, line in enumerate(handle.read().splitlines(), start=1):
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != 3:
-                raise ValueError(
-                    f"{source}:{number}: expected 'id<TAB>rating<TAB>text', got {len(fields)} fields"
-                )
+        lines = [line.removesuffix("\r") for line in handle.read().split("\n")]
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise ValueError(
+                f"{source}:{number}: expected 'id<TAB>rating<TAB>text', got {len(fields)} fields"
+            )
+        try:
             sentence = RatedSentence(int(fields[0]), fields[2].strip(), float(fields[1]))
-            if sentence.rating == 0:
-                continue
-            if split is None or MOVIE_REVIEWS_SPLIT.assign(str(sentence.id)) == split:
-                sentences.append(sentence)
+        except ValueError:
+            raise ValueError(
+                f"{source}:{number}: the id must be an integer and the rating a number, "
+                f"got {fields[0]!r} and {fields[1]!r}"
+            ) from None
+        if sentence.rating == 0:
+            continue
+        if split is None or MOVIE_REVIEWS_SPLIT.assign(str(sentence.id)) == split:
+            sentences.append(sentence)
     return sentences

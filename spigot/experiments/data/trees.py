@@ -85,7 +85,9 @@ def word_vocabulary(
     them as in :meth:`Vocabulary.build`.
     """
     words = [[w.lower() if lowercase else w for w in s.words] for s in sentences]
-    return Vocabulary.build(words, min_count=min_count, keep=keep, specials=("<pad>", "<unk>", ROOT))
+    return Vocabulary.build(
+        words, min_count=min_count, keep=keep, specials=("<pad>", "<unk>", ROOT)
+    )
 
 
 def dependency_batch(
@@ -107,5 +109,7 @@ def dependency_batch(
     heads = torch.stack([heads_to_matrix(s.heads, size) for s in sentences])
     relation_ids = torch.zeros_like(word_ids)
     for i, sentence in enumerate(sentences):
-        relation_ids[i, 1 : len(sentence) + 1] = torch.as_tensor(relations.encode(sentence.relations))
+        relation_ids[i, 1 : len(sentence) + 1] = torch.as_tensor(
+            relations.encode(sentence.relations)
+        )
     return DependencyBatch(word_ids, heads, relation_ids, lengths)

@@ -39,7 +39,9 @@ class Vocabulary:
         self._index = {token: i for i, token in enumerate(self.tokens)}
         if len(self._index) != len(self.tokens):
             seen: Counter[str] = Counter(self.tokens)
-            raise ValueError(f"tokens must be unique, repeated: {[t for t, c in seen.items() if c > 1][:5]}")
+            raise ValueError(
+                f"tokens must be unique, repeated: {[t for t, c in seen.items() if c > 1][:5]}"
+            )
         self.specials = specials
 
     @classmethod
@@ -96,7 +98,8 @@ class Vocabulary:
 
         Tokens with a GloVe vector get it; :data:`PAD` gets zeros; every other token (the
         unknown and root tokens, words without a vector) gets a draw from a normal distribution
-        with the GloVe vectors' overall standard deviation, from a generator seeded by ``seed``.
+        whose standard deviation is that of the entries of the 10,000 first (most frequent)
+        vectors, from a generator seeded by ``seed``.
         """
         generator = np.random.default_rng(seed)
         scale = float(np.asarray(vectors.vectors[:10000]).std())
@@ -113,7 +116,9 @@ class Vocabulary:
         return sum(token in vectors for token in regular) / max(len(regular), 1)
 
 
-def pad_indices(sequences: Sequence[Sequence[int]], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_indices(
+    sequences: Sequence[Sequence[int]], pad: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad integer sequences into a ``(B, T)`` int64 tensor; return it and the ``(B,)`` lengths."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
     width = int(lengths.max()) if len(sequences) else 0
@@ -133,7 +138,9 @@ def encode_sentences(
     ``lengths`` still counts the words only, as in the dependency convention.
     """
     if add_root and ROOT not in vocabulary:
-        raise ValueError(f"add_root=True needs a vocabulary with the {ROOT!r} token among its specials")
+        raise ValueError(
+            f"add_root=True needs a vocabulary with the {ROOT!r} token among its specials"
+        )
     prefix = [vocabulary.index(ROOT)] if add_root else []
     ids, lengths = pad_indices([prefix + vocabulary.encode(s) for s in sentences])
     return ids, lengths - len(prefix)
