@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         distributed.init_from_environment()
         status = args._command.run(args, args._parser)
-    except (MissingDataError, UnsupportedOperation, ValueError) as error:
+    except (MissingDataError, UnsupportedOperation, ValueError, FloatingPointError) as error:
         print(f"spigot {args.command}: error: {error}", file=sys.stderr)
     except KeyboardInterrupt:
         print(

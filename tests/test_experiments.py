@@ -176,6 +176,9 @@ def test_training_rejects_bad_arguments():
         train(model, optimizer, losses, 40, 8, 1, dev, -1, progress=False)
     with pytest.raises(ValueError, match="dev evaluation returned nan"):
         train(model, optimizer, losses, 40, 8, 1, lambda net: float("nan"), 0, progress=False)
+    diverged = lambda net, indices: losses(net, indices) * float("inf")  # noqa: E731
+    with pytest.raises(FloatingPointError, match="training loss is NaN or infinite"):
+        train(model, optimizer, diverged, 40, 8, 1, dev, 0, progress=False)
 
 
 def test_batch_loss_is_the_mean_in_one_process_and_batches_cover_every_example():

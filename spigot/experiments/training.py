@@ -39,12 +39,12 @@ class TrainResult:
     Attributes
     ----------
     best_score
-        The best dev score (``-inf`` when no epoch ran).
+        The best dev score over the epochs.
     best_epoch
-        The epoch (1-based) that reached it (0: the initial model).
+        The epoch (1-based) that reached it.
     history
         One dict per epoch: ``epoch``, ``loss`` (mean training loss of this process's
-        examples), ``dev`` (dev score).
+        examples), ``dev`` (dev score) and ``seconds`` (wall-clock time of the epoch).
     resumed_from
         The number of epochs the checkpoint already held, or ``None`` for a fresh start.
     """
@@ -78,12 +78,21 @@ def backward_batch(
     smaller than the number of processes) runs the first example with weight 0, which keeps
     DDP's collective calls in step and adds nothing. Returns this process's loss sum and
     example count (for logging).
+
+    Raises
+    ------
+    FloatingPointError
+        A loss is NaN or infinite.
     """
     mine = distributed.shard(indices)
     if mine.numel() == 0:
         (example_losses(net, indices[:1]).sum() * 0.0).backward()
         return 0.0, 0
     losses = example_losses(net, mine)
+    if not bool(torch.isfinite(losses.detach()).all()):
+        raise FloatingPointError(
+            "the training loss is NaN or infinite; training diverged (try a smaller learning rate)"
+        )
     batch_loss(losses, len(indices)).backward()
     return float(losses.detach().sum()), int(mine.numel())
 
