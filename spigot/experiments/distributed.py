@@ -10,6 +10,7 @@ and prints.
 
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -84,6 +85,9 @@ def shutdown(wait: bool = True) -> None:
     them once this process exits with an error.
     """
     if dist.is_available() and dist.is_initialized():
+        # DistributedDataParallel wrappers live in reference cycles; free the dead ones while
+        # their process group still exists (freeing them after it is gone aborts the process).
+        gc.collect()
         if wait:
             dist.barrier()
         dist.destroy_process_group()
