@@ -276,6 +276,8 @@ def test_runner_resumes_finished_runs_and_reports_a_table(tmp_path):
         log=None,
     )
     assert again.records == first.records  # read back, not rerun
+    assert (first.reused, again.reused) == (0, 4)
+    assert "read 4 of 4 finished runs back" in again.markdown_section()
     fresh = run_experiment(
         "tiny-clusters",
         seeds=[1],

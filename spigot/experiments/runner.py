@@ -45,6 +45,8 @@ class ExperimentReport:
         Number of ``torchrun`` processes that trained together.
     threads
         torch's intra-op threads per process.
+    reused
+        How many records an earlier invocation had finished (read back, not rerun).
     """
 
     experiment: Experiment
@@ -55,6 +57,7 @@ class ExperimentReport:
     command: str | None = None
     processes: int = 1
     threads: int = 1
+    reused: int = 0
 
     def table(self) -> str:
         """The markdown table of the results (mean ± std over seeds)."""
@@ -66,11 +69,19 @@ class ExperimentReport:
         lines = [f"## {self.experiment.name}", "", self.experiment.describe(self.config), ""]
         if self.command:
             lines += ["```", self.command, "```", ""]
+        threads = f"{self.threads} torch thread{'s' if self.threads > 1 else ''}"
+        processes = f"{self.processes} process{'es' if self.processes > 1 else ''}"
+        timing = f"wall-clock {format_duration(self.seconds)} for the whole command"
+        if self.reused:
+            total = sum(r.seconds for r in self.records)
+            timing = (
+                f"wall-clock {format_duration(self.seconds)} for this command, which read "
+                f"{self.reused} of {len(self.records)} finished runs back from an earlier one "
+                f"(all runs together: {format_duration(total)})"
+            )
         lines += [
-            f"Seeds {', '.join(map(str, seeds))}; wall-clock {format_duration(self.seconds)} "
-            f"for the whole command on this machine ({self.threads} torch thread{'s' if self.threads > 1 else ''}, "
-            f"{self.processes} process{'es' if self.processes > 1 else ''}); "
-            f"configuration `{self.preset}-{config_id(self.config)}`.",
+            f"Seeds {', '.join(map(str, seeds))}; {timing} on this machine ({threads}, "
+            f"{processes}); configuration `{self.preset}-{config_id(self.config)}`.",
             "",
             self.table(),
         ]
@@ -170,12 +181,13 @@ def _run_all(
     distributed.barrier()
     started = time.perf_counter()
     records: list[RunRecord] = []
+    reused = 0
     for method in methods:
         for seed in seed_list:
-            record = _run_one(
-                experiment, method, seed, config, root / method / f"seed-{seed}", progress
-            )
+            workdir = root / method / f"seed-{seed}"
+            record, read_back = _run_one(experiment, method, seed, config, workdir, progress)
             records.append(record)
+            reused += read_back
             if log is not None and distributed.is_main_process():
                 log(_summary(experiment, record))
             if record.status == UNSUPPORTED:
@@ -189,16 +201,18 @@ def _run_all(
         command,
         distributed.world_size(),
         torch.get_num_threads(),
+        reused,
     )
 
 
 def _run_one(
     experiment: Experiment, method: str, seed: int, config: Any, workdir: Path, progress: bool
-) -> RunRecord:
+) -> tuple[RunRecord, bool]:
+    """Run one (method, seed), or read its record back; say which."""
     done = workdir / "result.json"
     distributed.barrier()
     if done.is_file():
-        return RunRecord.load(done)
+        return RunRecord.load(done), True
     resumed = (workdir / "checkpoint.pt").is_file()
     started = time.perf_counter()
     try:
@@ -219,7 +233,7 @@ def _run_one(
         workdir.mkdir(parents=True, exist_ok=True)
         record.save(done)
     distributed.barrier()
-    return record
+    return record, False
 
 
 def _summary(experiment: Experiment, record: RunRecord) -> str:
