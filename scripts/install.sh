@@ -37,6 +37,29 @@ if ! "$py" -c "import ad3" 2>/dev/null; then
   "${pip[@]}" --no-build-isolation "$src"
 fi
 
+# The movie-review sentences that spigot.experiments.data reads ship only in vaderSentiment
+# 3.3.2's sdist (additional_resources/hutto_ICWSM_2014.tar.gz), not in its wheel: extract that
+# one file into the environment, checked against its known digest.
+movies="$venv/share/spigot-toolkit/vaderSentiment-3.3.2/movieReviewSnippets_GroundTruth.txt"
+movies_sha256=c8293b0d942e90e223ea2c0955d969040d1a1be514a978b9af0698940bd13350
+if [ ! -f "$movies" ]; then
+  echo "[install] movie-review sentences from the vaderSentiment 3.3.2 sdist"
+  (
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    "$py" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
+      vaderSentiment==3.3.2 -d "$work"
+    inner=vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz
+    tar -xzf "$work/vaderSentiment-3.3.2.tar.gz" -C "$work" "$inner"
+    tar -xzf "$work/$inner" -C "$work" hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt
+    extracted="$work/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+    echo "$movies_sha256  $extracted" | sha256sum --check --quiet
+    mkdir -p "$(dirname "$movies")"
+    install -m 0644 "$extracted" "$movies.partial"
+    mv "$movies.partial" "$movies"
+  )
+fi
+
 stamp="$venv/.spigot-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "[install] spigot-toolkit and its extras (editable)"

@@ -1,0 +1,306 @@
+"""The ``spigot`` command line.
+
+- ``spigot demo``: a short ``clusters`` run printing accuracy for SPIGOT, straight-through and
+  the pipeline (the README's main job);
+- ``spigot experiment NAME --seeds N``: a registered experiment over methods and seeds, with
+  checkpoints, resuming, and its table written to ``docs/results.md``; runs under
+  ``torchrun --nproc_per_node P -m spigot experiment ...`` for data-parallel training.
+
+Further subcommands register with :func:`register_command`: give it a :class:`Command` (its
+name, one line of help, a function adding its arguments to an argparse parser, and a function
+running it) and add the defining module to :data:`COMMAND_MODULES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+#: Modules imported before the parser is built, each registering its commands on import.
+COMMAND_MODULES: tuple[str, ...] = ("spigot.cli",)
+
+#: What ``spigot demo`` runs: experiment name and the methods it compares.
+DEMO_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("clusters", ("pipeline", "ste-i", "spigot")),
+)
+
+#: Where ``spigot experiment`` writes its tables by default.
+RESULTS_FILE = "docs/results.md"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand of ``spigot``.
+
+    Attributes
+    ----------
+    name
+        The word after ``spigot``.
+    help
+        One line, shown by ``spigot --help``.
+    configure
+        Adds the command's arguments to its (sub)parser.
+    run
+        Runs it with the parsed arguments and its parser (for ``parser.error``); returns the
+        exit status.
+    description
+        Longer text for ``spigot NAME --help`` (default: ``help``).
+    """
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, argparse.ArgumentParser], int]
+    description: str = ""
+
+
+_COMMANDS: dict[str, Command] = {}
+
+
+def register_command(command: Command) -> Command:
+    """Add ``command`` to ``spigot``'s subcommands (a name may be registered once)."""
+    if not isinstance(command, Command):
+        raise TypeError(f"register_command expects a Command, got {type(command).__name__}")
+    if command.name in _COMMANDS and _COMMANDS[command.name] is not command:
+        raise ValueError(f"a command named {command.name!r} is already registered")
+    _COMMANDS[command.name] = command
+    return command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+    parser = argparse.ArgumentParser(
+        prog="spigot",
+        description="spigot-toolkit: backpropagating through structured argmax (SPIGOT and friends).",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in _COMMANDS.values():
+        sub = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description or command.help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.configure(sub)
+        sub.set_defaults(_command=command, _parser=sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``spigot`` with ``argv`` (default: the process's arguments); return the exit status."""
+    from spigot.errors import UnsupportedOperation
+    from spigot.experiments import distributed
+    from spigot.experiments.data import MissingDataError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args._argv = argv
+    status = 1
+    try:
+        distributed.init_from_environment()
+        status = args._command.run(args, args._parser)
+    except (MissingDataError, UnsupportedOperation, ValueError, FloatingPointError) as error:
+        print(f"spigot {args.command}: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(
+            f"spigot {args.command}: interrupted; run the same command again to resume "
+            "from the checkpoints",
+            file=sys.stderr,
+        )
+        status = 130
+    finally:
+        distributed.shutdown(wait=status == 0)
+    return status
+
+
+# ---------------------------------------------------------------------- argument types
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def method_list(text: str) -> tuple[str, ...]:
+    """argparse type: comma-separated method names, each known to the method table."""
+    from spigot.experiments.methods import check_methods
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    try:
+        return check_methods(names)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_common_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=seeds,
+        metavar="N",
+        help=f"run seeds 0..N-1 (default {seeds})",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        metavar="T",
+        help="torch threads per process (default 1)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+# ---------------------------------------------------------------------- spigot demo
+def _configure_demo(parser: argparse.ArgumentParser) -> None:
+    _add_common_run_options(parser, seeds=3)
+    parser.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        help="keep checkpoints and finished runs here (default: a temporary folder, removed afterwards)",
+    )
+
+
+def _run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from spigot.experiments import distributed, get_experiment, run_experiment
+    from spigot.experiments.results import format_duration
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="spigot-demo-") as scratch:
+        for name, methods in DEMO_RUNS:
+            experiment = get_experiment(name)
+            if distributed.is_main_process():
+                print(f"== {name}: {experiment.title}")
+                print(
+                    f"   demo preset, seeds 0..{args.seeds - 1}, methods {', '.join(methods)}",
+                    flush=True,
+                )
+            report = run_experiment(
+                name,
+                seeds=args.seeds,
+                methods=methods,
+                preset="demo",
+                run_dir=args.run_dir or scratch,
+                progress=not args.no_progress,
+                threads=args.threads,
+                log=None,
+            )
+            if distributed.is_main_process():
+                print()
+                print(report.table())
+                print(f"\n({name}: {format_duration(report.seconds)})\n", flush=True)
+    if distributed.is_main_process():
+        print(f"demo finished in {format_duration(time.perf_counter() - started)}")
+    return 0
+
+
+register_command(
+    Command(
+        name="demo",
+        help="a short clusters run: accuracy of SPIGOT vs straight-through vs pipeline",
+        description=(
+            "Train the clusters experiment's model (latent cluster choice on the simplex) with\n"
+            "the pipeline, straight-through (STE-I) and SPIGOT, on a short schedule, and print\n"
+            "test accuracy (mean ± std over seeds). Takes one to two minutes on 2 CPU cores."
+        ),
+        configure=_configure_demo,
+        run=_run_demo,
+    )
+)
+
+
+# ---------------------------------------------------------------------- spigot experiment
+def _configure_experiment(parser: argparse.ArgumentParser) -> None:
+    from spigot.experiments import PRESETS, available_experiments, available_methods
+
+    parser.add_argument(
+        "name",
+        choices=available_experiments(),
+        metavar="NAME",
+        help=f"one of: {', '.join(available_experiments())}",
+    )
+    _add_common_run_options(parser, seeds=5)
+    parser.add_argument(
+        "--methods",
+        type=method_list,
+        metavar="M1,M2",
+        help=f"comma-separated methods (default: all of {', '.join(available_methods())})",
+    )
+    parser.add_argument(
+        "--preset", choices=PRESETS, default="full", help="configuration: full (default) or demo"
+    )
+    parser.add_argument(
+        "--run-dir",
+        default="runs",
+        metavar="DIR",
+        help="checkpoints and finished runs (default runs/)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard earlier runs of this configuration instead of resuming",
+    )
+    parser.add_argument(
+        "--results",
+        default=RESULTS_FILE,
+        metavar="FILE",
+        help=f"markdown file to write the table to (default {RESULTS_FILE})",
+    )
+    parser.add_argument(
+        "--no-results", action="store_true", help="print the table only; write no results file"
+    )
+
+
+def _run_experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from spigot.experiments import distributed, run_experiment
+    from spigot.experiments.results import format_duration, update_results_file
+
+    command = "spigot " + shlex.join(args._argv)
+    if distributed.is_distributed():
+        command = f"torchrun --standalone --nproc_per_node {distributed.world_size()} -m {command}"
+    report = run_experiment(
+        args.name,
+        seeds=args.seeds,
+        methods=args.methods,
+        preset=args.preset,
+        run_dir=args.run_dir,
+        fresh=args.fresh,
+        progress=not args.no_progress,
+        command=command,
+        threads=args.threads,
+    )
+    if distributed.is_main_process():
+        print()
+        print(report.table())
+        print(f"\n({args.name}: {format_duration(report.seconds)})")
+        if not args.no_results:
+            update_results_file(args.results, args.name, report.markdown_section())
+            print(f"table written to {args.results}")
+    return 0
+
+
+register_command(
+    Command(
+        name="experiment",
+        help="run an experiment over methods and seeds; write its table to docs/results.md",
+        description=(
+            "Run experiment NAME for every method and seeds 0..N-1, resuming finished and\n"
+            "checkpointed runs under --run-dir, print the mean ± std table and write it to\n"
+            "--results. For data-parallel training on P processes:\n"
+            "  torchrun --standalone --nproc_per_node P -m spigot experiment NAME ..."
+        ),
+        configure=_configure_experiment,
+        run=_run_experiment,
+    )
+)

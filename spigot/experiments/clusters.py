@@ -1,0 +1,232 @@
+"""``clusters``: the synthetic latent-cluster task of Mihaylova, Niculae and Martins (2020).
+
+Data (their generative story and sizes -- 100 features, 3 clusters, 5000 training examples --
+regenerated here from a fixed seed): ``K`` cluster centres
+:math:`c_k \\sim \\mathcal{N}(0, \\sigma_c^2 I_d)` and ``K`` linear rules
+:math:`w_k \\sim \\mathcal{N}(0, I_d)`; each example draws a cluster :math:`z` uniformly, an input
+:math:`x \\sim \\mathcal{N}(c_z, \\sigma_x^2 I_d)` and the label
+:math:`y = [\\langle w_z, x\\rangle > b_z]`, where :math:`b_z` is the mean of
+:math:`\\langle w_z, x\\rangle` over the training examples of cluster :math:`z` (so both labels
+are about equally frequent in every cluster). The label depends on which cluster ``x`` is in, but
+the cluster is never observed.
+
+Model: an encoder :math:`s = W_s x` scores the ``K`` clusters; the latent layer picks one,
+:math:`z = \\operatorname{argmax}_{z \\in \\Delta^K} \\langle s, z\\rangle` (a one-hot vertex of the
+:class:`~spigot.polytopes.Simplex`); a bilinear decoder scores the two labels from :math:`z` and
+:math:`[x; 1]`, so each cluster has its own linear rule and threshold. The methods differ only in
+how the training loss reaches :math:`W_s` through the argmax; at test time every method takes
+the argmax. The ``pipeline`` baseline instead clusters the training inputs with k-means first and
+keeps that assignment fixed (cluster, then classify).
+
+Reported: test accuracy of the model with the best dev accuracy, its dev accuracy, and the
+V-measure of its test-set cluster choices against the true clusters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spigot.experiments.kmeans import kmeans
+from spigot.experiments.methods import PIPELINE, build_latent_layer
+from spigot.experiments.metrics import accuracy, v_measure
+from spigot.experiments.registry import Experiment, check_preset, register_experiment
+from spigot.experiments.reproducibility import seed_everything
+from spigot.experiments.results import Metric
+from spigot.experiments.training import train
+from spigot.polytopes import Simplex
+
+
+@dataclass(frozen=True)
+class ClustersConfig:
+    """Settings of the ``clusters`` experiment.
+
+    Attributes
+    ----------
+    n_features, n_clusters
+        Input dimension ``d`` and number of latent clusters ``K``.
+    n_train, n_dev, n_test
+        Examples per split.
+    cluster_std, data_std
+        Spread of the cluster centres and of the inputs around them.
+    data_seed
+        Seed of the data (fixed across training seeds).
+    epochs, batch_size, lr
+        Adam training schedule.
+    estimator_options
+        Options passed to the latent layer of a method, by method name.
+    """
+
+    n_features: int = 100
+    n_clusters: int = 3
+    n_train: int = 5000
+    n_dev: int = 1000
+    n_test: int = 1000
+    cluster_std: float = 1.0
+    data_std: float = 0.1
+    data_seed: int = 2020
+    epochs: int = 100
+    batch_size: int = 50
+    lr: float = 0.01
+    estimator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterSplit:
+    """One split: inputs ``x`` (N, d), labels ``y`` (N,) in {0, 1}, true clusters ``z`` (N,)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    z: torch.Tensor
+
+
+def make_cluster_data(config: ClustersConfig) -> dict[str, ClusterSplit]:
+    """The ``train``, ``dev`` and ``test`` splits drawn from ``config.data_seed``."""
+    rng = np.random.default_rng(config.data_seed)
+    k, d = config.n_clusters, config.n_features
+    centres = config.cluster_std * rng.standard_normal((k, d))
+    rules = rng.standard_normal((k, d))
+    sizes = {"train": config.n_train, "dev": config.n_dev, "test": config.n_test}
+    draws = {}
+    for split, n in sizes.items():
+        z = rng.integers(0, k, size=n)
+        x = centres[z] + config.data_std * rng.standard_normal((n, d))
+        draws[split] = (x, z, np.einsum("nd,nd->n", rules[z], x))
+    _, z_train, score_train = draws["train"]
+    thresholds = np.array(
+        [score_train[z_train == c].mean() if np.any(z_train == c) else 0.0 for c in range(k)]
+    )
+    return {
+        split: ClusterSplit(
+            torch.as_tensor(x, dtype=torch.float32),
+            torch.as_tensor(score > thresholds[z], dtype=torch.int64),
+            torch.as_tensor(z, dtype=torch.int64),
+        )
+        for split, (x, z, score) in draws.items()
+    }
+
+
+class NearestCentroid(torch.nn.Module):
+    """Fixed cluster scores :math:`s_k = -\\|x - c_k\\|^2` (the pipeline's k-means encoder)."""
+
+    def __init__(self, centroids: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("centroids", centroids.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -torch.cdist(x, self.centroids).square()
+
+
+class LatentClusterClassifier(torch.nn.Module):
+    """Encoder -> latent cluster on the simplex -> bilinear classifier of ``[x; 1]``.
+
+    In training mode the latent layer (an estimator) chooses the cluster; in eval mode the plain
+    argmax does, for every method alike.
+    """
+
+    def __init__(
+        self, encoder: torch.nn.Module, latent: torch.nn.Module, n_features: int, n_clusters: int
+    ) -> None:
+        super().__init__()
+        self.polytope = Simplex()
+        self.encoder = encoder
+        self.latent = latent
+        self.decoder = torch.nn.Bilinear(n_clusters, n_features + 1, 2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Label logits ``(N, 2)`` and the chosen clusters ``(N, K)`` (one-hot in eval mode)."""
+        scores = self.encoder(x)
+        z = self.latent(scores) if self.training else self.polytope.map(scores)
+        inputs = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+        return self.decoder(z, inputs), z
+
+
+def build_model(
+    method: str, config: ClustersConfig, train_x: torch.Tensor, seed: int
+) -> LatentClusterClassifier:
+    """The model of ``method``; the pipeline's encoder is k-means on ``train_x``, fitted with ``seed``."""
+    polytope = Simplex()
+    if method == PIPELINE:
+        encoder: torch.nn.Module = NearestCentroid(kmeans(train_x, config.n_clusters, seed=seed))
+    else:
+        encoder = torch.nn.Linear(config.n_features, config.n_clusters)
+    latent = build_latent_layer(method, polytope, **config.estimator_options.get(method, {}))
+    return LatentClusterClassifier(encoder, latent, config.n_features, config.n_clusters)
+
+
+@register_experiment
+class ClustersExperiment(Experiment):
+    """Latent cluster choice on the simplex (Mihaylova, Niculae and Martins, 2020)."""
+
+    name = "clusters"
+    title = "Synthetic latent clusters (Mihaylova, Niculae and Martins 2020): latent choice on the simplex"
+    metrics = (
+        Metric("accuracy", "test accuracy (%)"),
+        Metric("dev_accuracy", "dev accuracy (%)"),
+        Metric("v_measure", "cluster V-measure", percent=False, digits=3),
+    )
+
+    def config(self, preset: str = "full") -> ClustersConfig:
+        if check_preset(preset) == "demo":
+            return ClustersConfig(epochs=50)
+        return ClustersConfig()
+
+    def describe(self, config: ClustersConfig) -> str:
+        return (
+            f"{self.title}. {config.n_clusters} clusters in {config.n_features} dimensions "
+            f"(centre std {config.cluster_std}, input std {config.data_std}, data seed "
+            f"{config.data_seed}); {config.n_train} / {config.n_dev} / {config.n_test} "
+            f"train / dev / test examples; Adam (lr {config.lr}), batches of {config.batch_size}, "
+            f"{config.epochs} epochs, the epoch with the best dev accuracy kept; test-time "
+            f"decisions by argmax for every method; the pipeline clusters the inputs with "
+            f"k-means and keeps the clusters fixed."
+            + (
+                f" Estimator options: {config.estimator_options}."
+                if config.estimator_options
+                else ""
+            )
+        )
+
+    def run(
+        self, method: str, seed: int, config: ClustersConfig, workdir: Path, progress: bool
+    ) -> dict[str, float]:
+        data = make_cluster_data(config)
+        seed_everything(seed)
+        model = build_model(method, config, data["train"].x, seed)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=config.lr)
+        train_set, dev, test = data["train"], data["dev"], data["test"]
+        loss = torch.nn.CrossEntropyLoss(reduction="none")
+
+        def example_losses(net: torch.nn.Module, indices: torch.Tensor) -> torch.Tensor:
+            logits, _ = net(train_set.x[indices])
+            return loss(logits, train_set.y[indices])
+
+        def dev_accuracy(net: torch.nn.Module) -> float:
+            logits, _ = net(dev.x)
+            return accuracy(logits.argmax(dim=1), dev.y)
+
+        result = train(
+            model,
+            optimizer,
+            example_losses,
+            n_examples=len(train_set.y),
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            evaluate=dev_accuracy,
+            seed=seed,
+            checkpoint=workdir / "checkpoint.pt",
+            progress=progress,
+            description=f"clusters {method} seed {seed}",
+        )
+        with torch.no_grad():
+            logits, z = model(test.x)
+        return {
+            "accuracy": accuracy(logits.argmax(dim=1), test.y),
+            "dev_accuracy": result.best_score,
+            "v_measure": v_measure(test.z, z.argmax(dim=1)),
+        }

@@ -1,0 +1,112 @@
+"""Experiments and their registry: what ``spigot experiment NAME`` can run.
+
+An experiment is a subclass of :class:`Experiment` registered with :func:`register_experiment`.
+It declares its metrics (the first is the one models are selected on), its configuration
+presets (``full`` for the published tables, ``demo`` for ``spigot demo``), and how to run one
+method with one seed. Everything around that (seeds, checkpoints, resuming, the table,
+``docs/results.md``, ``torchrun``) is the runner's job (:mod:`spigot.experiments.runner`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from spigot.experiments.methods import available_methods
+from spigot.experiments.results import Metric
+
+#: The configuration presets every experiment provides.
+PRESETS = ("full", "demo")
+
+_REGISTRY: dict[str, type[Experiment]] = {}
+E = TypeVar("E", bound="type[Experiment]")
+
+
+class Experiment(ABC):
+    """One task on which the methods are compared.
+
+    Class attributes
+    ----------------
+    name
+        The name on the command line (lower case, dashes).
+    title
+        A one-line description, shown by ``--help`` and atop the results section.
+    metrics
+        The table's columns.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    metrics: ClassVar[tuple[Metric, ...]]
+
+    @abstractmethod
+    def config(self, preset: str = "full") -> Any:
+        """The configuration (a frozen dataclass) of ``preset``, one of :data:`PRESETS`."""
+
+    @abstractmethod
+    def run(
+        self, method: str, seed: int, config: Any, workdir: Path, progress: bool
+    ) -> dict[str, float]:
+        """Train and evaluate ``method`` with ``seed``; return a value for every metric key.
+
+        ``workdir`` is this run's own folder (for its checkpoint). The run must be
+        deterministic given ``(method, seed, config)``, resume from its checkpoint when there
+        is one, and raise :class:`spigot.UnsupportedOperation` when the method cannot run on
+        the experiment's polytope.
+        """
+
+    def methods(self) -> tuple[str, ...]:
+        """The methods compared by default: every one the library has."""
+        return available_methods()
+
+    def describe(self, config: Any) -> str:
+        """A one-paragraph description of ``config`` for the results section."""
+        fields = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items())
+        return f"{self.title}. Configuration: {fields}."
+
+
+def config_id(config: Any) -> str:
+    """A short, stable digest of a dataclass configuration (names the run folder)."""
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+
+
+def check_preset(preset: str) -> str:
+    """Validate a preset name."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+    return preset
+
+
+def register_experiment(cls: E) -> E:
+    """Class decorator: make ``cls`` available to :func:`get_experiment` and the CLI."""
+    if not (isinstance(cls, type) and issubclass(cls, Experiment)):
+        raise TypeError(f"register_experiment expects an Experiment subclass, got {cls!r}")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"an experiment named {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_experiments() -> tuple[str, ...]:
+    """Names of the registered experiments, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def get_experiment(name: str) -> Experiment:
+    """A fresh instance of the experiment called ``name``.
+
+    Raises
+    ------
+    ValueError
+        No experiment has that name (the message lists the known ones).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown experiment {name!r}; known experiments: {', '.join(available_experiments())}"
+        )
+    return _REGISTRY[name]()

@@ -1,0 +1,261 @@
+"""Running an experiment over methods and seeds, with resumable runs and a results table.
+
+Runs live under ``RUN_DIR/NAME/PRESET-CONFIGID/METHOD/seed-S/``: the checkpoint of the run in
+progress and, once it is done, ``result.json``. Running the same command again skips finished
+runs and resumes unfinished ones; a changed configuration gets a new folder, so a checkpoint is
+never resumed under other settings.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spigot.errors import UnsupportedOperation
+from spigot.experiments import distributed
+from spigot.experiments.methods import check_methods
+from spigot.experiments.registry import Experiment, check_preset, config_id, get_experiment
+from spigot.experiments.reproducibility import check_seed
+from spigot.experiments.results import OK, UNSUPPORTED, RunRecord, format_duration, results_table
+
+
+@dataclass(frozen=True)
+class ExperimentReport:
+    """Everything one :func:`run_experiment` call measured.
+
+    Attributes
+    ----------
+    experiment
+        The experiment that ran.
+    preset, config
+        Its configuration.
+    records
+        One record per (method, seed), in table order.
+    seconds
+        Wall-clock seconds of the whole call (finished runs that were skipped cost ~0).
+    command
+        The command line to show with the table (``None``: not shown).
+    processes
+        Number of ``torchrun`` processes that trained together.
+    threads
+        torch's intra-op threads per process.
+    reused
+        How many records an earlier invocation had finished (read back, not rerun).
+    """
+
+    experiment: Experiment
+    preset: str
+    config: Any
+    records: tuple[RunRecord, ...]
+    seconds: float
+    command: str | None = None
+    processes: int = 1
+    threads: int = 1
+    reused: int = 0
+
+    def table(self) -> str:
+        """The markdown table of the results (mean ± std over seeds)."""
+        return results_table(self.records, self.experiment.metrics)
+
+    def markdown_section(self) -> str:
+        """The experiment's section of ``docs/results.md``: heading, setup, command, table."""
+        seeds = sorted({r.seed for r in self.records})
+        lines = [f"## {self.experiment.name}", "", self.experiment.describe(self.config), ""]
+        if self.command:
+            lines += ["```", self.command, "```", ""]
+        threads = f"{self.threads} torch thread{'s' if self.threads > 1 else ''}"
+        processes = f"{self.processes} process{'es' if self.processes > 1 else ''}"
+        timing = f"wall-clock {format_duration(self.seconds)} for the whole command"
+        if self.reused:
+            total = sum(r.seconds for r in self.records)
+            timing = (
+                f"wall-clock {format_duration(self.seconds)} for this command, which read "
+                f"{self.reused} of {len(self.records)} finished runs back from an earlier one "
+                f"(all runs together: {format_duration(total)})"
+            )
+        lines += [
+            f"Seeds {', '.join(map(str, seeds))}; {timing} on this machine ({threads}, "
+            f"{processes}); configuration `{self.preset}-{config_id(self.config)}`.",
+            "",
+            self.table(),
+        ]
+        if any(r.resumed for r in self.records):
+            lines += [
+                "",
+                "Some runs resumed from a checkpoint; their `s / run` counts the last attempt only.",
+            ]
+        return "\n".join(lines)
+
+
+def run_experiment(
+    name: str,
+    seeds: int | Sequence[int] = 5,
+    methods: Sequence[str] | None = None,
+    preset: str = "full",
+    run_dir: Path | str = "runs",
+    fresh: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    log: Callable[[str], None] | None = print,
+    threads: int | None = 1,
+) -> ExperimentReport:
+    """Run every (method, seed) of experiment ``name`` and collect the results.
+
+    Parameters
+    ----------
+    name
+        A registered experiment (see :func:`~spigot.experiments.available_experiments`).
+    seeds
+        A count ``N`` (seeds ``0..N-1``) or an explicit list of seeds.
+    methods
+        Methods to compare; default: all the experiment supports.
+    preset
+        ``"full"`` or ``"demo"``.
+    run_dir
+        Root folder of checkpoints and finished-run records.
+    fresh
+        Delete this configuration's earlier runs first instead of resuming them.
+    progress
+        Show progress bars.
+    command
+        The command line to record with the table.
+    log
+        Called with one line per finished run (main process only); ``None`` for silence.
+    threads
+        torch's intra-op threads during the call (restored afterwards); ``None`` keeps the
+        current setting. One thread is the default: the models are small, and extra threads
+        mostly add synchronisation (under load from other processes, a 2-thread run of
+        ``clusters`` measured several times slower than a 1-thread one). For parallelism, run
+        under ``torchrun``.
+    """
+    experiment = get_experiment(name)
+    preset = check_preset(preset)
+    seed_list = _seed_list(seeds)
+    chosen = check_methods(methods if methods is not None else experiment.methods())
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
+    config = experiment.config(preset)
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run_all(
+            experiment,
+            preset,
+            config,
+            chosen,
+            seed_list,
+            Path(run_dir),
+            fresh,
+            progress,
+            command,
+            log,
+        )
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_all(
+    experiment: Experiment,
+    preset: str,
+    config: Any,
+    methods: tuple[str, ...],
+    seed_list: list[int],
+    run_dir: Path,
+    fresh: bool,
+    progress: bool,
+    command: str | None,
+    log: Callable[[str], None] | None,
+) -> ExperimentReport:
+    root = run_dir / experiment.name / f"{preset}-{config_id(config)}"
+    if fresh and distributed.is_main_process() and root.exists():
+        shutil.rmtree(root)
+    distributed.barrier()
+    started = time.perf_counter()
+    records: list[RunRecord] = []
+    reused = 0
+    for method in methods:
+        for seed in seed_list:
+            workdir = root / method / f"seed-{seed}"
+            record, read_back = _run_one(experiment, method, seed, config, workdir, progress)
+            records.append(record)
+            reused += read_back
+            if log is not None and distributed.is_main_process():
+                log(_summary(experiment, record))
+            if record.status == UNSUPPORTED:
+                break
+    return ExperimentReport(
+        experiment,
+        preset,
+        config,
+        tuple(records),
+        time.perf_counter() - started,
+        command,
+        distributed.world_size(),
+        torch.get_num_threads(),
+        reused,
+    )
+
+
+def _run_one(
+    experiment: Experiment, method: str, seed: int, config: Any, workdir: Path, progress: bool
+) -> tuple[RunRecord, bool]:
+    """Run one (method, seed), or read its record back; say which."""
+    done = workdir / "result.json"
+    distributed.barrier()
+    if done.is_file():
+        return RunRecord.load(done), True
+    resumed = (workdir / "checkpoint.pt").is_file()
+    started = time.perf_counter()
+    try:
+        metrics = experiment.run(method, seed, config, workdir, progress)
+    except UnsupportedOperation as error:
+        record = RunRecord(method, seed, UNSUPPORTED, message=str(error))
+    else:
+        missing = [m.key for m in experiment.metrics if m.key not in metrics]
+        if missing:
+            raise RuntimeError(
+                f"experiment {experiment.name!r} returned no value for metric(s) {missing}"
+            )
+        seconds = time.perf_counter() - started
+        record = RunRecord(
+            method, seed, OK, {k: float(v) for k, v in metrics.items()}, seconds, resumed
+        )
+    if distributed.is_main_process():
+        workdir.mkdir(parents=True, exist_ok=True)
+        record.save(done)
+    distributed.barrier()
+    return record, False
+
+
+def _summary(experiment: Experiment, record: RunRecord) -> str:
+    if record.status != OK:
+        return f"{experiment.name} {record.method}: not supported ({record.message})"
+    values = ", ".join(
+        f"{m.label} {record.metrics[m.key] * (100 if m.percent else 1):.{m.digits}f}"
+        for m in experiment.metrics
+    )
+    return (
+        f"{experiment.name} {record.method} seed {record.seed}: {values} ({record.seconds:.1f} s)"
+    )
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, bool):
+        raise ValueError(f"seeds must be a positive count or a list of seeds, got {seeds!r}")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds must be a positive count, got {seeds}")
+        return list(range(seeds))
+    seed_list = [check_seed(s) for s in seeds]
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"seeds must be a non-empty list without repeats, got {list(seeds)}")
+    return seed_list
