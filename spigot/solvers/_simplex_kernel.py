@@ -32,7 +32,7 @@ def _row_threshold(values, mask, masked, r, candidates):
         return np.inf
     tau = top - 1.0
     count = size + 1
-    while True:
+    for _ in range(size + 1):  # the support shrinks at every step; the bound guards rounding
         total = 0.0
         kept = 0
         for i in range(size):
@@ -43,6 +43,7 @@ def _row_threshold(values, mask, masked, r, candidates):
             return tau
         count = kept
         tau = (total - 1.0) / kept
+    return tau
 
 
 @numba.njit(cache=True)
