@@ -11,18 +11,34 @@ The library has three layers, each a subpackage:
 
 from spigot.errors import ProjectionError, UnsupportedOperation
 from spigot.autodiff import SPIGOT, StraightThrough, spigot, ste
-from spigot.polytopes import Budget, Polytope, ProductOfSimplices, Simplex, UnitCube
+from spigot.polytopes import (
+    Budget,
+    FactorGraph,
+    FactorGraphPolytope,
+    LabeledArcs,
+    LocalPolytope,
+    Polytope,
+    ProductOfSimplices,
+    SemanticGraph,
+    Simplex,
+    UnitCube,
+)
 from spigot.solvers import ProjectionResult, available_solvers, get_solver
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Budget",
+    "FactorGraph",
+    "FactorGraphPolytope",
+    "LabeledArcs",
+    "LocalPolytope",
     "Polytope",
     "ProductOfSimplices",
     "ProjectionError",
     "ProjectionResult",
     "SPIGOT",
+    "SemanticGraph",
     "Simplex",
     "StraightThrough",
     "UnitCube",

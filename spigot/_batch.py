@@ -96,7 +96,7 @@ class Batch:
         flat = flat.to(self.values.device)
         if event and flat.is_floating_point():
             flat = flat.to(self.values.dtype)
-        out = flat.reshape(*self.batch_shape, *flat.shape[1:])
+        out = flat.reshape(tuple(self.batch_shape) + tuple(flat.shape[1:]))
         if self.as_numpy:
             return out.detach().cpu().numpy()
         return out

@@ -2,6 +2,20 @@
 
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.cube import Budget, UnitCube
+from spigot.polytopes.factor_graph import FactorGraphPolytope, LocalPolytope
+from spigot.polytopes.factors import FactorGraph
+from spigot.polytopes.semantic_graph import LabeledArcs, SemanticGraph
 from spigot.polytopes.simplex import ProductOfSimplices, Simplex
 
-__all__ = ["Budget", "Polytope", "ProductOfSimplices", "Simplex", "UnitCube"]
+__all__ = [
+    "Budget",
+    "FactorGraph",
+    "FactorGraphPolytope",
+    "LabeledArcs",
+    "LocalPolytope",
+    "Polytope",
+    "ProductOfSimplices",
+    "SemanticGraph",
+    "Simplex",
+    "UnitCube",
+]

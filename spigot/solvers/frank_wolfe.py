@@ -15,7 +15,7 @@ All three keep the iterate as an explicit convex combination of the vertices vis
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -59,11 +59,25 @@ class FrankWolfe(InstanceSolver):
         start: tuple[np.ndarray, np.ndarray] | None,
     ) -> InstanceOutcome:
         shape = x.shape
-        xf = x.ravel()
 
         def oracle(scores: np.ndarray) -> np.ndarray:
             return np.asarray(polytope.map_one(scores.reshape(shape)), dtype=np.float64).ravel()
 
+        return self.iterate(oracle, x, start)
+
+    def iterate(
+        self,
+        oracle: Callable[[np.ndarray], np.ndarray],
+        x: np.ndarray,
+        start: tuple[np.ndarray, np.ndarray] | None,
+    ) -> InstanceOutcome:
+        """Run the method on one instance ``x`` with any linear maximisation oracle.
+
+        ``oracle(scores)`` maps flat scores to a flat maximiser over the polytope; ``start`` is as
+        in :meth:`solve_one`.
+        """
+        shape = x.shape
+        xf = x.ravel()
         if start is None:
             vertices, weights = oracle(xf)[None], np.ones(1)
         else:
