@@ -15,13 +15,13 @@ from spigot.polytopes.factors import DenseFactor, FactorGraph, LogicFactor, Pair
 
 INSTALL_HINT = "run `make install` (scripts/install.sh), which builds ad3 2.2.1 into .venv/"
 
-#: ad3's solver status codes (1 is "fractional", 3 "unsolved": stopped at the iteration limit).
-_INTEGRAL, _INFEASIBLE = 0, 2
+#: ad3's solver status codes ("unsolved": stopped at the iteration limit).
+INTEGRAL, FRACTIONAL, _INFEASIBLE, UNSOLVED = 0, 1, 2, 3
 
 _AD3_LOGIC = {"one-of": "XOR", "at-most-one": "ATMOSTONE", "at-least-one": "OR"}
 
 #: Posteriors farther than this from {0, 1} make an "integral" exact MAP an error.
-_INTEGRALITY_TOL = 1e-6
+INTEGRALITY_TOL = 1e-6
 
 
 def require_ad3() -> ModuleType:
@@ -48,14 +48,16 @@ class Ad3Options:
         ``set_residual_threshold_ad3``: primal and dual residual at which ADMM stops.
     """
 
-    max_iter: int = 10000
-    tol: float = 1e-8
+    max_iter: int = 1000
+    tol: float = 1e-12
 
 
-def solve(
-    graph: FactorGraph, scores: np.ndarray, exact: bool, options: Ad3Options = Ad3Options()
-) -> np.ndarray:
-    r"""Solve :math:`\max \langle s, z \rangle` over the graph's vertices (``exact``) or local polytope.
+def solve_exact(graph: FactorGraph, scores: np.ndarray, options: Ad3Options = Ad3Options()) -> np.ndarray:
+    r"""The MAP :math:`\operatorname*{argmax}_{z \in Z} \langle s, z \rangle` by ad3's ``solve_exact_map_ad3``.
+
+    Branch and bound on top of AD3's LP-MAP: fast when the LP is integral and well separated,
+    but it may take long, or give up, on degenerate scores (many ties, as at a projection's
+    residual).
 
     Parameters
     ----------
@@ -63,29 +65,68 @@ def solve(
         The factor graph of the instance.
     scores
         Flat float64 scores, one per entry of the instance.
-    exact
-        ``True``: ad3's ``solve_exact_map_ad3`` (branch and bound on top of AD3), a 0/1 vertex.
-        ``False``: ``solve_lp_map_ad3``, a (possibly fractional) approximate maximiser over the
-        local polytope: AD3 is an ADMM method, stopped at its residual threshold or, on LPs
-        whose optimum is fractional and degenerate, at its iteration limit.
 
     Returns
     -------
-    Flat float64 point, 0 on every entry that is not a coordinate.
+    Flat 0/1 float64 vertex, 0 on every entry that is not a coordinate.
 
     Raises
     ------
     ValueError
         No assignment satisfies every factor.
     RuntimeError
-        The exact MAP stopped without an integral solution.
+        ad3 stopped without an integral solution.
     """
+    point, status = _solve(graph, scores, True, options)
+    if status == _INFEASIBLE:
+        raise ValueError("no assignment satisfies every factor of this factor graph (ad3: infeasible)")
+    rounded = np.round(point)
+    if status != INTEGRAL or np.max(np.abs(point - rounded), initial=0.0) > INTEGRALITY_TOL:
+        raise RuntimeError(
+            f"ad3's exact MAP stopped without an integral solution (status {status}); the scores "
+            "may be degenerate: use the polytope's map() instead"
+        )
+    return rounded
+
+
+def solve_lp(
+    graph: FactorGraph, scores: np.ndarray, options: Ad3Options = Ad3Options()
+) -> tuple[np.ndarray, int]:
+    r"""ad3's ``solve_lp_map_ad3``: a maximiser of :math:`\langle s, p \rangle` over the local polytope.
+
+    AD3 is an ADMM method: it stops at its residual threshold (``INTEGRAL`` or ``FRACTIONAL``
+    solution) or, on LPs whose optimum is degenerate, at its iteration limit (``UNSOLVED``:
+    the point is then only approximate, possibly slightly infeasible).
+
+    Returns
+    -------
+    The flat point (rounded to 0/1 when ``INTEGRAL``: a vertex of :math:`Z` maximising the LP,
+    hence an exact MAP to ad3's tolerance) and the status.
+
+    Raises
+    ------
+    ValueError
+        The local polytope is empty.
+    """
+    point, status = _solve(graph, scores, False, options)
+    if status == _INFEASIBLE:
+        raise ValueError("no assignment satisfies every factor of this factor graph (ad3: infeasible)")
+    rounded = np.round(point)
+    if status == INTEGRAL:
+        if np.max(np.abs(point - rounded), initial=0.0) <= INTEGRALITY_TOL:
+            return rounded, INTEGRAL
+        return point, FRACTIONAL
+    return point, status
+
+
+def _solve(graph: FactorGraph, scores: np.ndarray, exact: bool, options: Ad3Options) -> tuple[np.ndarray, int]:
+    """Build the ad3 graph, solve it, and map posteriors back onto the flat entries."""
     point = np.zeros(graph.size)
     entries = np.array(graph.variable_entries, dtype=np.int64)
     free = graph.free_variables
     point[entries[free]] = scores[entries[free]] > 0  # no factor: the sign decides
     if not graph.factors and not graph.multi_variables:
-        return point
+        return point, INTEGRAL
     fg = require_ad3()
     # The argmax is scale-invariant and ad3's residual threshold is absolute: solve at unit scale.
     scale = float(np.max(np.abs(scores), initial=0.0))
@@ -101,15 +142,10 @@ def solve(
         _, posteriors, additional, status = pgraph.solve_exact_map_ad3()
     else:
         _, posteriors, additional, status = pgraph.solve_lp_map_ad3()
-    _check_status(status, exact, options)
-    point[entries[order]] = posteriors
-    point[outputs] = additional
-    if exact:
-        rounded = np.round(point)
-        if np.max(np.abs(point - rounded), initial=0.0) > _INTEGRALITY_TOL:
-            raise RuntimeError("ad3 reported an integral MAP but returned fractional posteriors")
-        point = rounded
-    return point
+    if status != _INFEASIBLE:
+        point[entries[order]] = posteriors
+        point[outputs] = additional
+    return point, status
 
 
 def _declare_variables(
@@ -164,13 +200,3 @@ def _declare_factors(
             pgraph.create_factor_dense(bound, [float(scores[o]) for o in factor.outputs])
             outputs.extend(factor.outputs)
     return np.array(outputs, dtype=np.int64)
-
-
-def _check_status(status: int, exact: bool, options: Ad3Options) -> None:
-    if status == _INFEASIBLE:
-        raise ValueError("no assignment satisfies every factor of this factor graph (ad3: infeasible)")
-    if exact and status != _INTEGRAL:
-        raise RuntimeError(
-            f"ad3's exact MAP did not reach an integral solution (status {status}); raise "
-            f"Ad3Options.max_iter (now {options.max_iter})"
-        )

@@ -1,14 +1,18 @@
-r"""Structures defined by a factor graph, solved by ad3: :class:`FactorGraphPolytope` and its local polytope.
+r"""Structures defined by a factor graph, solved with ad3: :class:`FactorGraphPolytope` and its local polytope.
 
 A subclass says which entries of an instance are binary variables and which factors constrain
 them, by filling a :class:`~spigot.polytopes.factors.FactorGraph` in :meth:`FactorGraphPolytope.build`;
 it then gets, with no other code,
 
-- the MAP oracle :math:`\operatorname*{argmax}_{z \in Z} \langle s, z \rangle` by ad3's exact
-  MAP (``solve_exact_map_ad3``, branch and bound over AD3);
-- :meth:`~FactorGraphPolytope.relaxation`: the :class:`LocalPolytope`, with ad3's LP-MAP
-  (``solve_lp_map_ad3``) as :meth:`~LocalPolytope.ad3_map_one` and an exact LP-MAP (HiGHS
-  dual simplex) as its MAP oracle;
+- the exact MAP oracle :math:`\operatorname*{argmax}_{z \in Z} \langle s, z \rangle`
+  (:meth:`~FactorGraphPolytope.ad3_map_one`): ad3's LP-MAP (``solve_lp_map_ad3``), whose
+  integral solutions are MAPs, with an exact integer program (HiGHS, on the same local-polytope
+  constraints plus integrality) deciding when ad3 ends fractional or unconverged, as it does on
+  degenerate scores such as a projection's residual; :meth:`~FactorGraphPolytope.map_ad3` is
+  ad3's own exact MAP (``solve_exact_map_ad3``, branch and bound over AD3);
+- :meth:`~FactorGraphPolytope.relaxation`: the :class:`LocalPolytope`, whose MAP is an exact
+  LP-MAP (HiGHS dual simplex) and whose :meth:`~LocalPolytope.ad3_map_one` is ad3's LP-MAP
+  (with the same LP as fallback where ADMM stalls);
 - :meth:`~FactorGraphPolytope.constraints`: the local-polytope inequalities for cvxpy;
 - :meth:`~FactorGraphPolytope.vertices`: brute-force enumeration for tiny instances;
 - every projection solver (``active-set`` and the Frank-Wolfe family through the MAP oracle,
@@ -23,7 +27,7 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.optimize import linprog
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from spigot._batch import Array, as_batch
 from spigot.polytopes import _ad3
@@ -33,6 +37,9 @@ from spigot.polytopes.factors import FactorGraph
 
 if TYPE_CHECKING:
     import cvxpy as cp
+
+#: Largest absolute score HiGHS sees (its tolerances are absolute; scaling is argmax-invariant).
+_HIGHS_SCALE = 1e6
 
 
 class FactorGraphPolytope(Polytope):
@@ -75,23 +82,38 @@ class FactorGraphPolytope(Polytope):
 
     # ------------------------------------------------------------------ MAP
     def map_one(self, scores: np.ndarray) -> np.ndarray:
-        """Exact MAP of one instance by ad3 (see :meth:`ad3_map_one`)."""
+        """Exact MAP of one instance (see :meth:`ad3_map_one`)."""
         return self.ad3_map_one(scores)
 
     def ad3_map_one(self, scores: np.ndarray, options: Ad3Options | None = None) -> np.ndarray:
-        """Exact MAP of one unpadded instance with ad3's ``solve_exact_map_ad3``.
+        """Exact MAP of one unpadded instance with ad3 as the engine.
+
+        ad3's LP-MAP first: when it converges to an integral point, that point maximises the
+        LP over the local polytope, which contains every vertex, so it is a MAP. Otherwise
+        (a fractional LP optimum, or ADMM stopped at its iteration limit on degenerate scores)
+        HiGHS solves the integer program over the local-polytope constraints exactly.
 
         Raises ImportError naming the install command when ad3 is missing, ValueError when
         no assignment satisfies the factors.
         """
         graph = self.factor_graph(scores.shape)
         flat = np.ascontiguousarray(scores, dtype=np.float64).ravel()
-        return _ad3.solve(graph, flat, exact=True, options=options or Ad3Options()).reshape(scores.shape)
+        point, status = _ad3.solve_lp(graph, flat, options or Ad3Options())
+        if status != _ad3.INTEGRAL:
+            point = _highs_map(graph, flat, integral=True)
+        return point.reshape(scores.shape)
 
     def map_ad3(self, scores: Array, lengths: Array | None = None) -> Array:
-        """Batched exact MAP by ad3, whatever oracle :meth:`map` uses (same contract as :meth:`map`)."""
+        """Batched MAP by ad3's own exact MAP, ``solve_exact_map_ad3`` (same contract as :meth:`map`).
+
+        Branch and bound over AD3; it may be slow, or raise RuntimeError, on degenerate
+        (tied) scores, where :meth:`map` is the robust choice.
+        """
         batch = as_batch(self, scores, lengths)
-        parts = [FactorGraphPolytope.ad3_map_one(self, x) for x in batch.instances()]
+        parts = []
+        for x in batch.instances():
+            graph = self.factor_graph(x.shape)
+            parts.append(_ad3.solve_exact(graph, x.ravel()).reshape(x.shape))
         return batch.restore(batch.embed(parts))
 
     # ------------------------------------------------------------------ geometry
@@ -119,9 +141,9 @@ class LocalPolytope(Polytope):
     - :meth:`map_one` (used by :meth:`map`, the certificates and the MAP-only solvers) solves
       the LP exactly with HiGHS' dual simplex on :meth:`FactorGraph.local_polytope`, and
       returns a vertex;
-    - :meth:`ad3_map_one` is ad3's ``solve_lp_map_ad3``, an ADMM method that is fast but only
-      approximate (to its residual threshold, or its iteration limit on degenerate LPs with
-      fractional optima); the ``ad3`` solver uses it.
+    - :meth:`ad3_map_one` is ad3's ``solve_lp_map_ad3`` (ADMM, exact to its residual
+      threshold), with the exact LP deciding where ad3 stops at its iteration limit; the
+      ``ad3`` solver uses it.
 
     Shapes follow the wrapped polytope.
 
@@ -155,13 +177,21 @@ class LocalPolytope(Polytope):
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         """Exact LP-MAP of one instance: a maximising vertex of the local polytope (HiGHS)."""
         graph = self.polytope.factor_graph(scores.shape)
-        return _lp_map(graph, np.ascontiguousarray(scores, dtype=np.float64).ravel()).reshape(scores.shape)
+        flat = np.ascontiguousarray(scores, dtype=np.float64).ravel()
+        return _highs_map(graph, flat, integral=False).reshape(scores.shape)
 
     def ad3_map_one(self, scores: np.ndarray, options: Ad3Options | None = None) -> np.ndarray:
-        """Approximate LP-MAP of one unpadded instance with ad3's ``solve_lp_map_ad3``."""
+        """LP-MAP of one unpadded instance with ad3's ``solve_lp_map_ad3`` as the engine.
+
+        ad3's solution when its ADMM converges; when it stops at its iteration limit (on
+        degenerate scores) the exact LP (HiGHS) decides.
+        """
         graph = self.polytope.factor_graph(scores.shape)
         flat = np.ascontiguousarray(scores, dtype=np.float64).ravel()
-        return _ad3.solve(graph, flat, exact=False, options=options or Ad3Options()).reshape(scores.shape)
+        point, status = _ad3.solve_lp(graph, flat, options or Ad3Options())
+        if status == _ad3.UNSOLVED:
+            point = _highs_map(graph, flat, integral=False)
+        return point.reshape(scores.shape)
 
     def constraints(self, var: cp.Variable) -> list[cp.Constraint]:
         return local_polytope_constraints(self.polytope.factor_graph(var.shape), var)
@@ -170,25 +200,48 @@ class LocalPolytope(Polytope):
         return self
 
 
-def _lp_map(graph: FactorGraph, scores: np.ndarray) -> np.ndarray:
-    r""":math:`\operatorname*{argmax}_p \langle s, p \rangle` over the local polytope, a vertex (dual simplex)."""
+def _highs_map(graph: FactorGraph, scores: np.ndarray, integral: bool) -> np.ndarray:
+    r""":math:`\operatorname*{argmax}_p \langle s, p \rangle` over the local polytope with HiGHS.
+
+    ``integral=False``: the LP, by dual simplex (a vertex of the local polytope).
+    ``integral=True``: the integer program (branch and cut, zero optimality gap), whose
+    feasible points are exactly the vertices :math:`Z`; the result is rounded to 0/1.
+    """
     local = graph.local_polytope()
-    bounds = np.zeros((graph.size, 2))
-    bounds[local.coordinates, 1] = 1.0
-    result = linprog(
-        -scores,
-        A_ub=local.a_ub if local.b_ub.size else None,
-        b_ub=local.b_ub if local.b_ub.size else None,
-        A_eq=local.a_eq if local.b_eq.size else None,
-        b_eq=local.b_eq if local.b_eq.size else None,
-        bounds=bounds,
-        method="highs-ds",
-    )
+    upper = np.zeros(graph.size)
+    upper[local.coordinates] = 1.0
+    constraints = []
+    if local.b_ub.size:
+        constraints.append(LinearConstraint(local.a_ub, -np.inf, local.b_ub))
+    if local.b_eq.size:
+        constraints.append(LinearConstraint(local.a_eq, local.b_eq, local.b_eq))
+    # HiGHS' optimality tolerances are absolute (e.g. a MIP gap of 1e-6): solve at a large scale.
+    peak = float(np.max(np.abs(scores), initial=0.0))
+    cost = -scores * (_HIGHS_SCALE / peak) if peak > 0 else -scores
+    if integral:
+        result = milp(
+            cost,
+            integrality=np.ones(graph.size),
+            bounds=Bounds(0.0, upper),
+            constraints=constraints,
+            options={"mip_rel_gap": 0.0},
+        )
+    else:
+        result = linprog(
+            cost,
+            A_ub=local.a_ub if local.b_ub.size else None,
+            b_ub=local.b_ub if local.b_ub.size else None,
+            A_eq=local.a_eq if local.b_eq.size else None,
+            b_eq=local.b_eq if local.b_eq.size else None,
+            bounds=np.stack([np.zeros(graph.size), upper], axis=1),
+            method="highs-ds",
+        )
     if result.status == 2:
-        raise ValueError("the local polytope of this factor graph is empty (no feasible point)")
+        raise ValueError("no assignment satisfies every factor of this factor graph (HiGHS: infeasible)")
     if not result.success:
-        raise RuntimeError(f"HiGHS failed on the LP-MAP of the local polytope: {result.message}")
-    return np.asarray(result.x, dtype=np.float64)
+        raise RuntimeError(f"HiGHS failed on the MAP of the factor graph: {result.message}")
+    point = np.asarray(result.x, dtype=np.float64)
+    return np.round(point) if integral else point
 
 
 def local_polytope_constraints(graph: FactorGraph, var: cp.Expression) -> list[cp.Constraint]:

@@ -192,6 +192,7 @@ class FactorGraph:
         self._multi_of: dict[int, int] = {}
         self._frozen = False
         self._local: LocalPolytopeConstraints | None = None
+        self._free: np.ndarray | None = None
 
     # ------------------------------------------------------------------ entries and variables
     def entry(self, index: Index) -> int:
@@ -336,6 +337,8 @@ class FactorGraph:
     @property
     def free_variables(self) -> np.ndarray:
         """Ids of variables that no factor and no multi-variable constrains."""
+        if self._free is not None:
+            return self._free
         used = np.zeros(self.n_variables, dtype=bool)
         for factor in self.factors:
             if isinstance(factor, LogicFactor):
@@ -344,7 +347,10 @@ class FactorGraph:
                 used[[factor.first, factor.second]] = True
         for states in self.multi_variables:
             used[list(states)] = True
-        return np.flatnonzero(~used)
+        free = np.flatnonzero(~used)
+        if self._frozen:
+            self._free = free
+        return free
 
     def local_polytope(self) -> LocalPolytopeConstraints:
         """The local polytope's constraints over the flat entries (computed once when frozen)."""

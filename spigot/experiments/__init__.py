@@ -1,0 +1,1 @@
+"""Experiments: studies and training runs built on the polytopes, solvers and estimators."""
