@@ -6,10 +6,11 @@ it then gets, with no other code,
 
 - the exact MAP oracle :math:`\operatorname*{argmax}_{z \in Z} \langle s, z \rangle`
   (:meth:`~FactorGraphPolytope.ad3_map_one`): ad3's LP-MAP (``solve_lp_map_ad3``), whose
-  integral solutions are MAPs, with an exact integer program (HiGHS, on the same local-polytope
-  constraints plus integrality) deciding when ad3 ends fractional or unconverged, as it does on
-  degenerate scores such as a projection's residual; :meth:`~FactorGraphPolytope.map_ad3` is
-  ad3's own exact MAP (``solve_exact_map_ad3``, branch and bound over AD3);
+  integral solutions are MAPs, with HiGHS deciding exactly (the LP by dual simplex, then the
+  integer program on the same constraints if the LP optimum is fractional) when ad3 ends
+  fractional or unconverged, as it does on degenerate scores such as a projection's residual;
+  :meth:`~FactorGraphPolytope.map_ad3` is ad3's own exact MAP (``solve_exact_map_ad3``, branch
+  and bound over AD3);
 - :meth:`~FactorGraphPolytope.relaxation`: the :class:`LocalPolytope`, whose MAP is an exact
   LP-MAP (HiGHS dual simplex) and whose :meth:`~LocalPolytope.ad3_map_one` is ad3's LP-MAP
   (with the same LP as fallback where ADMM stalls);
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 
 #: Largest absolute score HiGHS sees (its tolerances are absolute; scaling is argmax-invariant).
 _HIGHS_SCALE = 1e6
+#: An LP vertex this close to 0/1 everywhere is taken as integral.
+_HIGHS_INTEGRALITY_TOL = 1e-9
 
 
 class FactorGraphPolytope(Polytope):
@@ -91,7 +94,8 @@ class FactorGraphPolytope(Polytope):
         ad3's LP-MAP first: when it converges to an integral point, that point maximises the
         LP over the local polytope, which contains every vertex, so it is a MAP. Otherwise
         (a fractional LP optimum, or ADMM stopped at its iteration limit on degenerate scores)
-        HiGHS solves the integer program over the local-polytope constraints exactly.
+        HiGHS decides exactly: the same LP by dual simplex, and the integer program over the
+        local-polytope constraints if that LP's optimal vertex is fractional.
 
         Raises ImportError naming the install command when ad3 is missing, ValueError when
         no assignment satisfies the factors.
@@ -100,7 +104,7 @@ class FactorGraphPolytope(Polytope):
         flat = np.ascontiguousarray(scores, dtype=np.float64).ravel()
         point, status = _ad3.solve_lp(graph, flat, options or Ad3Options())
         if status != _ad3.INTEGRAL:
-            point = _highs_map(graph, flat, integral=True)
+            point = _exact_map(graph, flat)
         return point.reshape(scores.shape)
 
     def map_ad3(self, scores: Array, lengths: Array | None = None) -> Array:
@@ -198,6 +202,15 @@ class LocalPolytope(Polytope):
 
     def relaxation(self) -> LocalPolytope:
         return self
+
+
+def _exact_map(graph: FactorGraph, scores: np.ndarray) -> np.ndarray:
+    """Exact MAP with HiGHS: an integral LP optimum is a MAP; else the integer program."""
+    point = _highs_map(graph, scores, integral=False)
+    rounded = np.round(point)
+    if np.max(np.abs(point - rounded), initial=0.0) <= _HIGHS_INTEGRALITY_TOL:
+        return rounded
+    return _highs_map(graph, scores, integral=True)
 
 
 def _highs_map(graph: FactorGraph, scores: np.ndarray, integral: bool) -> np.ndarray:
