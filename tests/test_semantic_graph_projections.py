@@ -248,3 +248,34 @@ def test_spigot_layer_raises_when_ad3_misses_its_tolerance(rng):
     z = spigot(scores, graph, solver="ad3", max_iter=1, tol=1e-12)
     with pytest.raises(ProjectionError, match="did not reach"):
         (z * torch.randn(z.shape, dtype=z.dtype)).sum().backward()
+
+
+def test_exact_picks_the_fastest_exact_solver():
+    from spigot.solvers import ActiveSet, ClosedFormSolver, CvxpyQP, register_exact_solver
+
+    exact = get_solver("exact")
+    assert isinstance(exact.choose(SemanticGraph(2, (0,))), CvxpyQP)
+    assert exact.choose(SemanticGraph(2, (0,))) is exact.choose(SemanticGraph(3))  # caches stay warm
+    assert isinstance(exact.choose(LabeledArcs(2)), ClosedFormSolver)
+    assert isinstance(exact.choose(SemanticGraph(2).relaxation().relaxation()), ClosedFormSolver)
+
+    class Custom(SemanticGraph):
+        pass
+
+    assert isinstance(exact.choose(Custom(2)), ActiveSet)  # exact type only, like closed forms
+    with pytest.raises(ValueError, match="unknown solver"):
+        register_exact_solver(Custom, "simplex-method")
+
+
+def test_spigot_layer_default_solver_with_padding(rng):
+    graph = SemanticGraph(3, unique_labels=(0, 1))
+    scores = torch.from_numpy(np.stack([target(rng, 4, 3, (0, 1)) for _ in range(2)])).requires_grad_(True)
+    lengths = torch.tensor([4, 2])
+    z = spigot(scores, graph, lengths=lengths, eta=0.5)
+    downstream = torch.from_numpy(rng.standard_normal(scores.shape))
+    (z * downstream).sum().backward()
+    for b, n in enumerate(lengths.tolist()):
+        zb, gb = z[b, : n + 1, : n + 1].detach().numpy(), downstream[b, : n + 1, : n + 1].numpy()
+        expected = zb - graph.project(zb - 0.5 * gb, solver="cvxpy").x
+        assert np.abs(scores.grad[b, : n + 1, : n + 1].numpy() - expected).max() < 1e-6
+        assert scores.grad[b, n + 1 :].abs().sum() == 0

@@ -75,6 +75,11 @@ def test_summary_and_markdown(table):
         "n_words", "n_labels", "solver", "distance", "max_distance", "max_gap",
         "max_feasibility", "time_s", "success",
     ]
+    ratios = summarize_study(table, baseline="cvxpy")
+    assert np.allclose(ratios[ratios.solver == "cvxpy"].time_ratio, 1.0)
+    assert (ratios.time_ratio > 0).all()
+    with pytest.raises(ValueError, match="baseline"):
+        summarize_study(table, baseline="simplex")
     text = markdown_table(summary)
     lines = text.splitlines()
     assert len(lines) == 2 + len(summary) and lines[0].startswith("| n_words | n_labels | solver")

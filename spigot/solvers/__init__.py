@@ -12,9 +12,9 @@ from spigot.solvers.base import InstanceOutcome, InstanceSolver, Solver
 from spigot.solvers.certificate import certificate_gap
 from spigot.solvers.closed_form import ClosedFormSolver, closed_form_for, register_closed_form
 from spigot.solvers.cvxpy_qp import CvxpyQP
-from spigot.solvers.exact import Exact
+from spigot.solvers.exact import Exact, register_exact_solver
 from spigot.solvers.frank_wolfe import AwayFrankWolfe, FrankWolfe, PairwiseFrankWolfe
-from spigot.solvers.labeled_arcs import clip_project_labeled_arcs, project_labeled_arcs
+from spigot.solvers.semantic_graphs import clip_project_labeled_arcs, project_labeled_arcs
 from spigot.solvers.projections import (
     project_box,
     project_budget,
@@ -50,6 +50,7 @@ __all__ = [
     "project_product_of_simplices",
     "project_simplex",
     "register_closed_form",
+    "register_exact_solver",
     "register_relaxed_projection",
     "relaxed_projection_for",
     "register_solver",

@@ -1,7 +1,7 @@
-r"""Per-arc projections for labeled graphs: the exact one onto :class:`LabeledArcs`, and the reference procedure.
+r"""Projections registered for semantic graphs: the per-arc closed form, the reference procedure, the exact solver.
 
-Both act on arrays of shape ``(..., n+1, n+1, L)`` arc by arc (non-arcs and padding are output
-as 0) and are differentiable torch functions.
+The two per-arc projections act on arrays of shape ``(..., n+1, n+1, L)`` arc by arc
+(non-arcs and padding are output as 0) and are differentiable torch functions.
 
 - :func:`project_labeled_arcs` is the Euclidean projection onto
   :math:`\{y \ge 0 : \sum_l y_l \le 1\}` for every arc, :math:`y = \mathrm{clip}(x - \tau, 0, 1)`
@@ -13,6 +13,11 @@ as 0) and are differentiable torch functions.
   first, then the labels are projected onto :math:`\{y \in [0, 1]^L : \sum_l y_l = a\}`
   (all 0 when :math:`a = 0`). It lands in the same per-arc polytope but is *not* the Euclidean
   projection onto it; it is the ``relaxed`` solver of :class:`~spigot.polytopes.SemanticGraph`.
+
+The ``exact`` solver of :class:`~spigot.polytopes.SemanticGraph` is ``cvxpy``: its constraints
+are totally unimodular, so the QP onto them is the projection onto :math:`\mathrm{conv}(Z)`,
+and an interior-point method is far faster there than the active-set method (see the
+"Semantic graphs" section of ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from spigot._batch import Array, as_batch, to_tensor
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.semantic_graph import LabeledArcs, SemanticGraph, arc_mask
 from spigot.solvers.closed_form import register_closed_form
+from spigot.solvers.exact import register_exact_solver
 from spigot.solvers.projections import project_budget
 from spigot.solvers.relaxed import register_relaxed_projection
 
@@ -102,3 +108,4 @@ def _reference(polytope: Polytope, x: torch.Tensor, lengths: torch.Tensor | None
 
 register_closed_form(LabeledArcs, _closed_form)
 register_relaxed_projection(SemanticGraph, _reference)
+register_exact_solver(SemanticGraph, "cvxpy")
