@@ -262,3 +262,19 @@ def test_spigot_imports_and_maps_without_ad3():
     count, message = out.stdout.splitlines()
     assert count == "4"  # every arc (0->1, 0->2, 1->2, 2->1) is worth taking with some label
     assert "make install" in message and "scripts/install.sh" in message
+
+
+@pytest.mark.slow
+def test_ad3_map_agrees_on_many_large_instances():
+    rng = np.random.default_rng(7)
+    disagreements = []
+    for trial in range(300):
+        words = int(rng.integers(1, 41))
+        labels = int(rng.integers(1, 21))
+        unique = tuple(np.flatnonzero(rng.random(labels) < 0.5).tolist())
+        graph = SemanticGraph(labels, unique_labels=unique)
+        scores = unique_heavy_scores(rng, words, labels, unique)
+        z = graph.map(scores)
+        if not (np.array_equal(z, graph.map_ad3(scores)) and np.array_equal(z, graph.ad3_map_one(scores))):
+            disagreements.append((trial, words, labels, unique))
+    assert not disagreements

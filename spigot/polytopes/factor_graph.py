@@ -97,8 +97,19 @@ class FactorGraphPolytope(Polytope):
         HiGHS decides exactly: the same LP by dual simplex, and the integer program over the
         local-polytope constraints if that LP's optimal vertex is fractional.
 
-        Raises ImportError naming the install command when ad3 is missing, ValueError when
-        no assignment satisfies the factors.
+        Parameters
+        ----------
+        scores
+            Float64 scores of the instance's shape.
+        options
+            ad3's ADMM settings (:class:`~spigot.polytopes._ad3.Ad3Options`).
+
+        Raises
+        ------
+        ImportError
+            ad3 is missing (the message names the install command).
+        ValueError
+            No assignment satisfies the factors.
         """
         graph = self.factor_graph(scores.shape)
         flat = np.ascontiguousarray(scores, dtype=np.float64).ravel()
@@ -110,8 +121,15 @@ class FactorGraphPolytope(Polytope):
     def map_ad3(self, scores: Array, lengths: Array | None = None) -> Array:
         """Batched MAP by ad3's own exact MAP, ``solve_exact_map_ad3`` (same contract as :meth:`map`).
 
-        Branch and bound over AD3; it may be slow, or raise RuntimeError, on degenerate
-        (tied) scores, where :meth:`map` is the robust choice.
+        Branch and bound over AD3, whatever oracle :meth:`map` uses. It may be slow on
+        degenerate (tied) scores, where :meth:`map` is the robust choice.
+
+        Raises
+        ------
+        ImportError
+            ad3 is missing (the message names the install command).
+        RuntimeError
+            ad3 stopped without an integral solution.
         """
         batch = as_batch(self, scores, lengths)
         parts = []
@@ -122,7 +140,12 @@ class FactorGraphPolytope(Polytope):
 
     # ------------------------------------------------------------------ geometry
     def constraints(self, var: cp.Variable) -> list[cp.Constraint]:
-        """The local polytope of :meth:`build`'s factors (equal to the polytope when that is integral)."""
+        """The local polytope of :meth:`build`'s factors.
+
+        It equals the polytope when it is integral (trees of factors, totally unimodular
+        constraints such as :class:`~spigot.polytopes.SemanticGraph`'s); otherwise the
+        ``cvxpy`` solver projects onto this outer relaxation, not onto :math:`\mathrm{conv}(Z)`.
+        """
         return local_polytope_constraints(self.factor_graph(var.shape), var)
 
     def vertices(self, event_shape: tuple[int, ...]) -> np.ndarray:
