@@ -140,7 +140,7 @@ class FactorGraphPolytope(Polytope):
 
     # ------------------------------------------------------------------ geometry
     def constraints(self, var: cp.Variable) -> list[cp.Constraint]:
-        """The local polytope of :meth:`build`'s factors.
+        r"""The local polytope of :meth:`build`'s factors.
 
         It equals the polytope when it is integral (trees of factors, totally unimodular
         constraints such as :class:`~spigot.polytopes.SemanticGraph`'s); otherwise the
