@@ -1,5 +1,6 @@
 """Structures: geometry and MAP oracles. See :class:`Polytope` for the contract."""
 
+from spigot.polytopes._ad3 import Ad3Options
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.cube import Budget, UnitCube
 from spigot.polytopes.factor_graph import FactorGraphPolytope, LocalPolytope
@@ -8,6 +9,7 @@ from spigot.polytopes.semantic_graph import LabeledArcs, SemanticGraph
 from spigot.polytopes.simplex import ProductOfSimplices, Simplex
 
 __all__ = [
+    "Ad3Options",
     "Budget",
     "FactorGraph",
     "FactorGraphPolytope",

@@ -21,7 +21,7 @@ INTEGRAL, FRACTIONAL, _INFEASIBLE, UNSOLVED = 0, 1, 2, 3
 _AD3_LOGIC = {"one-of": "XOR", "at-most-one": "ATMOSTONE", "at-least-one": "OR"}
 
 #: Posteriors farther than this from {0, 1} make an "integral" exact MAP an error.
-INTEGRALITY_TOL = 1e-6
+_INTEGRALITY_TOL = 1e-6
 
 
 def require_ad3() -> ModuleType:
@@ -81,7 +81,7 @@ def solve_exact(graph: FactorGraph, scores: np.ndarray, options: Ad3Options = Ad
     if status == _INFEASIBLE:
         raise ValueError("no assignment satisfies every factor of this factor graph (ad3: infeasible)")
     rounded = np.round(point)
-    if status != INTEGRAL or np.max(np.abs(point - rounded), initial=0.0) > INTEGRALITY_TOL:
+    if status != INTEGRAL or np.max(np.abs(point - rounded), initial=0.0) > _INTEGRALITY_TOL:
         raise RuntimeError(
             f"ad3's exact MAP stopped without an integral solution (status {status}); the scores "
             "may be degenerate: use the polytope's map() instead"
@@ -113,7 +113,7 @@ def solve_lp(
         raise ValueError("no assignment satisfies every factor of this factor graph (ad3: infeasible)")
     rounded = np.round(point)
     if status == INTEGRAL:
-        if np.max(np.abs(point - rounded), initial=0.0) <= INTEGRALITY_TOL:
+        if np.max(np.abs(point - rounded), initial=0.0) <= _INTEGRALITY_TOL:
             return rounded, INTEGRAL
         return point, FRACTIONAL
     return point, status

@@ -102,7 +102,7 @@ class FactorGraphPolytope(Polytope):
         scores
             Float64 scores of the instance's shape.
         options
-            ad3's ADMM settings (:class:`~spigot.polytopes._ad3.Ad3Options`).
+            ad3's ADMM settings (:class:`~spigot.polytopes.Ad3Options`).
 
         Raises
         ------
