@@ -4,7 +4,9 @@
 - :mod:`~spigot.experiments.methods`: the method table (``pipeline`` and every estimator);
 - :func:`train`: the training loop (seeded, checkpointed, tqdm, DistributedDataParallel);
 - :func:`run_experiment`: methods x seeds -> a mean ± std table, and ``docs/results.md``;
-- registered experiments: ``clusters`` (:mod:`~spigot.experiments.clusters`).
+- registered experiments: ``clusters`` (:mod:`~spigot.experiments.clusters`);
+- :mod:`~spigot.experiments.projection_study`: distance, certificate, feasibility and time of
+  every solver against the exact projection (``spigot study``).
 """
 
 from spigot.experiments import clusters as _clusters  # noqa: F401  (registers the experiment)

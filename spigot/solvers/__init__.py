@@ -2,16 +2,19 @@
 
 Use :func:`get_solver` (or :meth:`Polytope.project`) with one of :func:`available_solvers`:
 ``closed-form``, ``cvxpy``, ``active-set``, ``frank-wolfe``, ``away-frank-wolfe``,
-``pairwise-frank-wolfe``, ``relaxed``, ``exact`` (and ``ad3`` where ad3 is installed).
+``pairwise-frank-wolfe``, ``relaxed``, ``exact`` and ``ad3`` (which needs the optional ad3
+package, built by ``make install``).
 """
 
 from spigot.solvers.active_set import ActiveSet
+from spigot.solvers.ad3_solver import Ad3FrankWolfe
 from spigot.solvers.base import InstanceOutcome, InstanceSolver, Solver
 from spigot.solvers.certificate import certificate_gap
 from spigot.solvers.closed_form import ClosedFormSolver, closed_form_for, register_closed_form
 from spigot.solvers.cvxpy_qp import CvxpyQP
-from spigot.solvers.exact import Exact
+from spigot.solvers.exact import Exact, register_exact_solver
 from spigot.solvers.frank_wolfe import AwayFrankWolfe, FrankWolfe, PairwiseFrankWolfe
+from spigot.solvers.semantic_graphs import clip_project_labeled_arcs, project_labeled_arcs
 from spigot.solvers.projections import (
     project_box,
     project_budget,
@@ -19,11 +22,12 @@ from spigot.solvers.projections import (
     project_simplex,
 )
 from spigot.solvers.registry import available_solvers, get_solver, register_solver, solver_options
-from spigot.solvers.relaxed import Relaxed
+from spigot.solvers.relaxed import Relaxed, register_relaxed_projection, relaxed_projection_for
 from spigot.solvers.result import ProjectionResult
 
 __all__ = [
     "ActiveSet",
+    "Ad3FrankWolfe",
     "AwayFrankWolfe",
     "ClosedFormSolver",
     "CvxpyQP",
@@ -37,13 +41,18 @@ __all__ = [
     "Solver",
     "available_solvers",
     "certificate_gap",
+    "clip_project_labeled_arcs",
     "closed_form_for",
     "get_solver",
     "project_box",
     "project_budget",
+    "project_labeled_arcs",
     "project_product_of_simplices",
     "project_simplex",
     "register_closed_form",
+    "register_exact_solver",
+    "register_relaxed_projection",
+    "relaxed_projection_for",
     "register_solver",
     "solver_options",
 ]

@@ -15,7 +15,7 @@ All three keep the iterate as an explicit convex combination of the vertices vis
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -65,8 +65,21 @@ class FrankWolfe(InstanceSolver):
         start: tuple[np.ndarray, np.ndarray] | None,
     ) -> InstanceOutcome:
         shape = x.shape
+        return self.iterate(flat_oracle(polytope, shape), x, start)
+
+    def iterate(
+        self,
+        oracle: Callable[[np.ndarray], np.ndarray],
+        x: np.ndarray,
+        start: tuple[np.ndarray, np.ndarray] | None,
+    ) -> InstanceOutcome:
+        """Run the method on one instance ``x`` with any linear maximisation oracle.
+
+        ``oracle(scores)`` maps flat scores to a flat maximiser over the polytope; ``start`` is as
+        in :meth:`solve_one`.
+        """
+        shape = x.shape
         xf = x.ravel()
-        oracle = flat_oracle(polytope, shape)
         vertices, weights = (oracle(xf)[None], np.ones(1)) if start is None else flat_start(start)
         vertices = [row for row in vertices]
         weights = list(weights)

@@ -1,0 +1,264 @@
+r"""Labeled semantic dependency graphs (DM style): :class:`SemanticGraph` and its per-arc relaxation :class:`LabeledArcs`.
+
+Over ``n`` words (nodes ``0..n``, node 0 the root) an instance has shape ``(n+1, n+1, L)``:
+entry ``[h, m, l]`` is the arc ``h -> m`` with label ``l``. Column 0 and the diagonal are not
+arcs (their scores are ignored, vertices are 0 there); ``lengths`` counts words, so the valid
+region of an instance of length ``n`` is ``[:n+1, :n+1, :]``. Absent arcs score 0.
+
+- :class:`LabeledArcs`: every arc independently carries at most one label,
+  :math:`P = \{y \ge 0 : \sum_l y_{hml} \le 1\ \forall (h, m)\}`;
+- :class:`SemanticGraph`: the same, and each head has at most one outgoing arc of every label
+  in ``unique_labels`` (the DM core-role constraint),
+  :math:`\sum_m y_{hml} \le 1\ \forall h, l \in U`.
+
+Both are factor graphs of at-most-one factors (:class:`~spigot.polytopes.FactorGraphPolytope`),
+so ad3 solves their MAP, ``cvxpy`` projects onto their constraints and the ``ad3`` solver
+works on them. Their constraint matrix is that of a bipartite graph (modifiers against unique
+labels, per head), hence totally unimodular: the local polytope *is* :math:`\mathrm{conv}(Z)`
+and the ``cvxpy`` projection is exact. The default MAP is combinatorial: per arc the best
+non-unique label if its score is positive, and per head a maximum-weight assignment of unique
+labels to modifiers (``scipy.optimize.linear_sum_assignment``) on the gains over that fallback.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from spigot.polytopes.factor_graph import FactorGraphPolytope
+from spigot.polytopes.factors import FactorGraph
+
+#: Largest ``vertices x entries`` array :meth:`LabeledArcs.vertices` builds.
+MAX_VERTEX_ENTRIES = 2**24
+
+
+def arc_mask(n_nodes: int, lengths: torch.Tensor | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Boolean mask of the arcs ``h -> m``: ``m >= 1``, ``h != m``, both nodes within the length.
+
+    Returns shape ``(1, n_nodes, n_nodes)`` without ``lengths``, else ``(B, n_nodes, n_nodes)``.
+    """
+    nodes = torch.arange(n_nodes, device=device)
+    arcs = (nodes[None, :] >= 1) & (nodes[:, None] != nodes[None, :])
+    if lengths is None:
+        return arcs[None]
+    inside = nodes[None, :] <= lengths.to(device)[:, None]
+    return arcs[None] & inside[:, :, None] & inside[:, None, :]
+
+
+def _arc_list(n_nodes: int) -> list[tuple[int, int]]:
+    return [(h, m) for h in range(n_nodes) for m in range(1, n_nodes) if h != m]
+
+
+def _best_labels(scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Per arc, the one-hot of the best label when its score is positive (batched, torch)."""
+    mask = arc_mask(scores.shape[1], lengths, scores.device)
+    best, index = scores.max(dim=-1, keepdim=True)
+    on = ((best > 0) & mask[..., None]).to(scores.dtype)
+    return torch.zeros_like(scores).scatter_(-1, index, on)
+
+
+class _LabeledGraph(FactorGraphPolytope):
+    """Shape rules and per-arc at-most-one factors shared by the labeled-graph polytopes."""
+
+    event_ndim = 3
+
+    def __init__(self, n_labels: int) -> None:
+        if isinstance(n_labels, bool) or not isinstance(n_labels, (int, np.integer)) or n_labels < 1:
+            raise ValueError(f"n_labels must be a positive integer, got {n_labels!r}")
+        self.n_labels = int(n_labels)
+
+    # ------------------------------------------------------------------ shape rules
+    def check_event_shape(self, event_shape: tuple[int, ...], name: str = "scores") -> None:
+        rows, cols, labels = event_shape
+        if rows != cols or rows < 2:
+            raise ValueError(
+                f"{name} must have shape (..., n+1, n+1, L) with n >= 1 words for {self!r}, "
+                f"got event shape {event_shape}"
+            )
+        if labels != self.n_labels:
+            raise ValueError(
+                f"{name} has {labels} labels on its last axis, but {self!r} has n_labels={self.n_labels}"
+            )
+
+    def min_length(self, event_shape: tuple[int, ...]) -> int:
+        return 1
+
+    def max_length(self, event_shape: tuple[int, ...]) -> int:
+        return event_shape[0] - 1
+
+    def valid_slices(self, event_shape: tuple[int, ...], length: int | None) -> tuple[slice, ...]:
+        nodes = event_shape[0] if length is None else length + 1
+        return (slice(0, nodes), slice(0, nodes), slice(0, event_shape[2]))
+
+    # ------------------------------------------------------------------ factor graph
+    def build(self, graph: FactorGraph) -> None:
+        """One at-most-one factor over the labels of every arc."""
+        labels = range(graph.event_shape[2])
+        for h, m in _arc_list(graph.event_shape[0]):
+            graph.at_most_one([(h, m, l) for l in labels])
+
+    # ------------------------------------------------------------------ enumeration
+    def vertices(self, event_shape: tuple[int, ...]) -> np.ndarray:
+        """Every vertex: each arc absent or with one label, filtered by :meth:`_allowed`."""
+        n_nodes, _, labels = event_shape
+        arcs = _arc_list(n_nodes)
+        count = (labels + 1) ** len(arcs)
+        if count * n_nodes * n_nodes * labels > MAX_VERTEX_ENTRIES:
+            raise ValueError(
+                f"{count} candidate graphs of shape {event_shape} are too many to enumerate"
+            )
+        # choice[k, a] = 0 (arc a absent) or 1 + its label, in mixed radix over the arcs
+        choice = (np.arange(count)[:, None] // (labels + 1) ** np.arange(len(arcs))) % (labels + 1)
+        choice = choice[self._allowed(choice, arcs, labels)]
+        out = np.zeros((len(choice), n_nodes, n_nodes, labels))
+        heads = np.array([h for h, _ in arcs])
+        mods = np.array([m for _, m in arcs])
+        rows, cols = np.nonzero(choice)
+        out[rows, heads[cols], mods[cols], choice[rows, cols] - 1] = 1.0
+        return out
+
+    def _allowed(self, choice: np.ndarray, arcs: list[tuple[int, int]], labels: int) -> np.ndarray:
+        """Which label choices (rows of ``choice``) are vertices; every one by default."""
+        return np.ones(len(choice), dtype=bool)
+
+
+class LabeledArcs(_LabeledGraph):
+    r"""Labeled graphs whose arcs each carry at most one label, with no other constraint.
+
+    :math:`P = \{y \in \mathbb{R}^{(n+1) \times (n+1) \times L} : y \ge 0,\
+    \sum_l y_{hml} \le 1,\ y = 0 \text{ off the arcs}\}`, the per-arc relaxation of
+    :class:`SemanticGraph`. MAP takes, per arc, the best label if its score is positive; the
+    marginals are a softmax over "no arc" (score 0) and the labels; the exact projection is
+    the ``closed-form`` solver.
+
+    Parameters
+    ----------
+    n_labels
+        ``L``, the size of the label axis.
+    """
+
+    def map_one(self, scores: np.ndarray) -> np.ndarray:
+        return _best_labels(torch.from_numpy(scores)[None], None)[0].numpy()
+
+    def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        return _best_labels(scores, lengths)
+
+    def marginals_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        r""":math:`\mu_{hml} = e^{s_{hml}} / (1 + \sum_k e^{s_{hmk}})` on every arc, 0 elsewhere."""
+        logits = torch.cat([torch.zeros_like(scores[..., :1]), scores], dim=-1)
+        probs = torch.softmax(logits, dim=-1)[..., 1:]
+        return probs * arc_mask(scores.shape[1], lengths, scores.device)[..., None]
+
+    def relaxation(self) -> LabeledArcs:
+        """Itself: its constraints are already per arc."""
+        return self
+
+
+class SemanticGraph(_LabeledGraph):
+    r"""Semantic dependency graphs: at most one label per arc, unique labels at most once per head.
+
+    Vertices are the 0/1 arrays :math:`y` of shape ``(n+1, n+1, L)`` (see the module) with
+    :math:`\sum_l y_{hml} \le 1` for every arc and :math:`\sum_m y_{hml} \le 1` for every head
+    :math:`h` and unique label :math:`l \in U`. MAP is combinatorial (exact); :meth:`map_ad3`
+    solves it with ad3 instead. :meth:`relaxation` is :class:`LabeledArcs`.
+
+    Parameters
+    ----------
+    n_labels
+        ``L``, the size of the label axis.
+    unique_labels
+        Labels (indices in ``[0, L)``) that each head may use at most once, e.g. the DM core
+        roles ``ARG1``, ``ARG2``, ...; empty by default, which makes the polytope equal to
+        :class:`LabeledArcs`.
+    """
+
+    def __init__(self, n_labels: int, unique_labels: Iterable[int] = ()) -> None:
+        super().__init__(n_labels)
+        labels = list(unique_labels)
+        if any(isinstance(l, bool) or not isinstance(l, (int, np.integer)) for l in labels):
+            raise ValueError(f"unique_labels must hold integer label indices, got {labels!r}")
+        if any(not 0 <= l < self.n_labels for l in labels) or len(set(labels)) != len(labels):
+            raise ValueError(
+                f"unique_labels must be distinct indices in [0, {self.n_labels}), got {labels!r}"
+            )
+        self.unique_labels = tuple(sorted(int(l) for l in labels))
+
+    # ------------------------------------------------------------------ factor graph
+    def build(self, graph: FactorGraph) -> None:
+        """Per-arc at-most-one factors, plus one at-most-one per head and unique label."""
+        super().build(graph)
+        n_nodes = graph.event_shape[0]
+        for h in range(n_nodes):
+            mods = [m for m in range(1, n_nodes) if m != h]
+            if len(mods) < 2:
+                continue
+            for label in self.unique_labels:
+                graph.at_most_one([(h, m, label) for m in mods])
+
+    def _allowed(self, choice: np.ndarray, arcs: list[tuple[int, int]], labels: int) -> np.ndarray:
+        keep = np.ones(len(choice), dtype=bool)
+        heads = np.array([h for h, _ in arcs])
+        for h in np.unique(heads):
+            for label in self.unique_labels:
+                keep &= (choice[:, heads == h] == label + 1).sum(axis=1) <= 1
+        return keep
+
+    # ------------------------------------------------------------------ MAP
+    def map_one(self, scores: np.ndarray) -> np.ndarray:
+        """Exact combinatorial MAP: best fallback label per arc, then an assignment per head."""
+        n_nodes, _, labels = scores.shape
+        arcs = arc_mask(n_nodes)[0].numpy()
+        s = np.where(arcs[..., None], scores, -np.inf)
+        unique = np.array(self.unique_labels, dtype=np.int64)
+        free = np.setdiff1d(np.arange(labels), unique)
+        chosen = np.full((n_nodes, n_nodes), -1, dtype=np.int64)
+        fallback = np.zeros((n_nodes, n_nodes))
+        if free.size:
+            best = free[np.argmax(s[..., free], axis=-1)]
+            value = np.take_along_axis(s, best[..., None], axis=-1)[..., 0]
+            chosen = np.where(value > 0, best, -1)
+            fallback = np.maximum(value, 0.0)
+        if unique.size:
+            gains = s[..., unique] - fallback[..., None]
+            for h in range(n_nodes):
+                mods, picks = _positive_assignment(gains[h])
+                chosen[h, mods] = unique[picks]
+        out = np.zeros_like(scores)
+        heads, mods = np.nonzero(chosen >= 0)
+        out[heads, mods, chosen[heads, mods]] = 1.0
+        return out
+
+    def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        if not self.unique_labels:
+            return _best_labels(scores, lengths)
+        return super().map_batch(scores, lengths)
+
+    def relaxation(self) -> LabeledArcs:
+        """The per-arc polytope :class:`LabeledArcs` (drops the unique-label constraints)."""
+        if "_relaxation" not in self.__dict__:
+            self._relaxation = LabeledArcs(self.n_labels)
+        return self._relaxation
+
+
+def _positive_assignment(gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-weight matching of rows (modifiers) to columns (unique labels), positive gains only.
+
+    ``gains`` is ``(modifiers, unique labels)`` with ``-inf`` where no arc exists. When every
+    row's best column is distinct the greedy choice is optimal; otherwise
+    ``linear_sum_assignment`` solves the assignment on the positive gains.
+    """
+    positive = gains > 0
+    rows = np.flatnonzero(positive.any(axis=1))
+    if not rows.size:
+        return rows, rows
+    picks = np.argmax(gains[rows], axis=1)
+    if np.unique(picks).size == picks.size:
+        return rows, picks
+    cols = np.flatnonzero(positive.any(axis=0))
+    weights = np.where(positive[np.ix_(rows, cols)], gains[np.ix_(rows, cols)], 0.0)
+    r, c = linear_sum_assignment(weights, maximize=True)
+    keep = weights[r, c] > 0
+    return rows[r[keep]], cols[c[keep]]
