@@ -4,7 +4,10 @@
   the pipeline (the README's main job);
 - ``spigot experiment NAME --seeds N``: a registered experiment over methods and seeds, with
   checkpoints, resuming, and its table written to ``docs/results.md``; runs under
-  ``torchrun --nproc_per_node P -m spigot experiment ...`` for data-parallel training.
+  ``torchrun --nproc_per_node P -m spigot experiment ...`` for data-parallel training;
+- ``spigot study``: the projection-error study (:mod:`spigot.experiments.study_command`);
+- ``spigot bench``: the benchmarks against the installed peers, rewriting
+  ``docs/benchmarks.md`` (:mod:`spigot.experiments.benchmarks.command`).
 
 Further subcommands register with :func:`register_command`: give it a :class:`Command` (its
 name, one line of help, a function adding its arguments to an argparse parser, and a function
@@ -23,7 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 #: Modules imported before the parser is built, each registering its commands on import.
-COMMAND_MODULES: tuple[str, ...] = ("spigot.cli",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "spigot.cli",
+    "spigot.experiments.study_command",
+    "spigot.experiments.benchmarks.command",
+)
 
 #: What ``spigot demo`` runs: experiment name and the methods it compares.
 DEMO_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (

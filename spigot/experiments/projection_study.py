@@ -1,22 +1,31 @@
 r"""How far each projection solver lands from the exact projection, on random instances.
 
-For every size ``(n words, L labels)`` of a grid, :func:`projection_study` draws random targets
-:math:`x` (scores, or SPIGOT's :math:`\mathrm{map}(s) - \eta g`), computes the exact projection
-:math:`p^\star = \Pi_P(x)` with a reference solver, runs every solver and reports, per instance
-and solver,
+A *family* (:class:`StudyFamily`, registered in :data:`FAMILIES`) says which polytope an
+instance size gives, which solvers to compare on it and which exact solver gives the
+reference. For every size of a family, :func:`projection_study` draws random targets
+:math:`x` (scores, or SPIGOT's :math:`\mathrm{map}(s) - \eta g`), computes the exact
+projection :math:`p^\star = \Pi_P(x)` with the reference solver, runs every solver and reports,
+per instance and solver,
 
 - ``distance``: :math:`\|p - p^\star\|_2`;
 - ``gap``: the certificate the solver reports (against ``gap_against``: the polytope, or its
   relaxation for the ``relaxed`` solver and for rows run on the relaxation);
-- ``feasibility``: the largest violation at :math:`p` of the polytope's own constraints
-  (``polytope.constraints``; exact for :class:`~spigot.polytopes.SemanticGraph`, whose local
-  polytope is :math:`\mathrm{conv}(Z)`), 0 when :math:`p \in P`;
+- ``feasibility``: how far :math:`p` lies outside :math:`P`: the largest violation of the
+  polytope's own constraints (``polytope.constraints``) when they use no auxiliary variable,
+  otherwise the distance from :math:`p` to :math:`P` computed by the reference solver; 0 when
+  :math:`p \in P`;
 - ``time_s``: wall-clock seconds of the solver's ``run`` (certificate included), ``nit`` and
-  ``success``.
+  ``success``;
+- ``reference_gap``: the reference's own certificate, which bounds its error:
+  :math:`\|p^\star - \Pi_P(x)\|^2 \le` ``reference_gap``.
 
-:func:`summarize_study` reduces the table to one row per size and solver (with times relative
-to a baseline solver of the same run) and :func:`markdown_table` formats it for
-``docs/benchmarks.md``; ``benchmarks/semantic_graph_study.py`` runs the whole thing.
+Iterative solvers (the vertex-based ones: ``active-set``, the Frank-Wolfe family, ``ad3``) can
+be run at several iteration budgets (``budgets``), one row each, which traces their error and
+certificate against iterations and time; ``max_iter`` records the budget.
+
+:func:`summarize_study` reduces the table to one row per family, size, solver and budget (with
+times relative to a baseline solver of the same run), :func:`markdown_table` formats it, and
+:mod:`spigot.experiments.study_plots` draws it. ``spigot study`` runs the whole thing.
 """
 
 from __future__ import annotations
@@ -29,11 +38,18 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 
+from spigot.polytopes import Arborescence, Budget, ProjectiveTree, SemanticGraph, Simplex
 from spigot.polytopes.base import Polytope
-from spigot.polytopes.semantic_graph import SemanticGraph
+from spigot.solvers.base import InstanceSolver, Solver
 from spigot.solvers.registry import get_solver
 
 TARGETS = ("scores", "spigot")
+
+#: Columns of the table :func:`projection_study` returns, in order.
+COLUMNS = (
+    "family", "polytope", "size", "dim", "instance", "solver", "max_iter", "distance", "gap",
+    "gap_against", "feasibility", "time_s", "nit", "success", "reference_gap",
+)
 
 
 @dataclass(frozen=True)
@@ -58,29 +74,82 @@ class StudySolver:
     options: Mapping[str, Any] = field(default_factory=dict)
     on_relaxation: bool = False
 
+    def build(self, max_iter: int | None = None) -> Solver:
+        """The configured solver, with ``max_iter`` overriding its own budget when given."""
+        options = dict(self.options)
+        if max_iter is not None:
+            options["max_iter"] = max_iter
+        return get_solver(self.solver, **options)
 
-DEFAULT_SOLVERS: tuple[StudySolver, ...] = (
-    StudySolver("relaxed", "relaxed"),
-    StudySolver("closed-form (relaxation)", "closed-form", on_relaxation=True),
-    StudySolver("cvxpy", "cvxpy"),
-    StudySolver("active-set", "active-set"),
-    StudySolver("pairwise-frank-wolfe", "pairwise-frank-wolfe", {"max_iter": 500}),
-    StudySolver("away-frank-wolfe", "away-frank-wolfe", {"max_iter": 500}),
-    StudySolver("frank-wolfe", "frank-wolfe", {"max_iter": 500}),
-    StudySolver("ad3 (20 it)", "ad3", {"max_iter": 20}),
-    StudySolver("ad3 (100 it)", "ad3", {"max_iter": 100}),
-)
+    @property
+    def iterative(self) -> bool:
+        """Whether budgets apply: a vertex-based solver whose iterations are MAP calls."""
+        return isinstance(get_solver(self.solver, **self.options), InstanceSolver)
 
-#: The default grid (under 2 minutes on 2 CPU cores).
-DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((5, 2), (5, 5), (10, 5), (10, 10), (20, 2))
 
-#: The issue's full grid: n in 5..40 words, L in 2..20 labels.
-FULL_SIZES: tuple[tuple[int, int], ...] = tuple(
-    (n, labels) for n in (5, 10, 20, 40) for labels in (2, 5, 10, 20)
-)
+@dataclass(frozen=True)
+class StudyFamily:
+    """A polytope family of the study: sizes, solvers and the exact reference.
 
-#: The reference: cvxpy's interior-point QP onto the polytope's constraints, tight tolerance.
-DEFAULT_REFERENCE = StudySolver("reference", "cvxpy", {"tol": 1e-10})
+    Attributes
+    ----------
+    name
+        The key in :data:`FAMILIES` (``spigot study --polytope NAME``).
+    description
+        One line: the polytope and what a size means.
+    size_names
+        Names of the integers of one size, e.g. ``("n_words", "n_labels")``.
+    make
+        ``size -> polytope``.
+    shape
+        ``size -> event shape`` of one instance.
+    sizes
+        The default grid (quick enough for ``spigot study``'s default run).
+    full_sizes
+        The larger grid of ``spigot study --full``.
+    solvers
+        The solvers compared by default.
+    reference
+        The exact solver that gives :math:`p^\\star` (run at a tight tolerance).
+    baseline
+        The solver label that times are divided by in :func:`summarize_study`.
+    """
+
+    name: str
+    description: str
+    size_names: tuple[str, ...]
+    make: Callable[[tuple[int, ...]], Polytope]
+    shape: Callable[[tuple[int, ...]], tuple[int, ...]]
+    sizes: tuple[tuple[int, ...], ...]
+    full_sizes: tuple[tuple[int, ...], ...]
+    solvers: tuple[StudySolver, ...]
+    reference: StudySolver
+    baseline: str
+
+    def check_size(self, size: Sequence[int]) -> tuple[int, ...]:
+        """Validate one size (positive integers, one per name) and return it as a tuple."""
+        values = tuple(size)
+        if len(values) != len(self.size_names) or any(
+            isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values
+        ):
+            names = " x ".join(self.size_names)
+            raise ValueError(
+                f"sizes of {self.name!r} are {len(self.size_names)} positive integer(s) ({names}), got {size!r}"
+            )
+        return tuple(int(v) for v in values)
+
+    def size_label(self, size: tuple[int, ...]) -> str:
+        """``"n_words=5, n_labels=2"``."""
+        return ", ".join(f"{name}={value}" for name, value in zip(self.size_names, size))
+
+    def solver(self, label: str) -> StudySolver:
+        """The default solver with this label."""
+        for entry in self.solvers:
+            if entry.label == label:
+                return entry
+        raise ValueError(
+            f"unknown solver label {label!r} for {self.name!r}; known: {[s.label for s in self.solvers]}"
+        )
 
 
 def dm_semantic_graph(n_labels: int) -> SemanticGraph:
@@ -88,26 +157,137 @@ def dm_semantic_graph(n_labels: int) -> SemanticGraph:
     return SemanticGraph(n_labels, unique_labels=range((n_labels + 1) // 2))
 
 
+_FRANK_WOLFE = (
+    StudySolver("pairwise-frank-wolfe", "pairwise-frank-wolfe", {"max_iter": 500}),
+    StudySolver("away-frank-wolfe", "away-frank-wolfe", {"max_iter": 500}),
+    StudySolver("frank-wolfe", "frank-wolfe", {"max_iter": 500}),
+)
+
+#: The study's polytope families, by name.
+FAMILIES: dict[str, StudyFamily] = {
+    family.name: family
+    for family in (
+        StudyFamily(
+            name="simplex",
+            description="the probability simplex over k choices",
+            size_names=("k",),
+            make=lambda size: Simplex(),
+            shape=lambda size: (size[0],),
+            sizes=((10,), (100,)),
+            full_sizes=((10,), (100,), (1000,)),
+            solvers=(
+                StudySolver("closed-form", "closed-form"),
+                StudySolver("cvxpy", "cvxpy"),
+                StudySolver("active-set", "active-set"),
+                *_FRANK_WOLFE,
+            ),
+            reference=StudySolver("reference", "closed-form"),
+            baseline="closed-form",
+        ),
+        StudyFamily(
+            name="budget",
+            description="subsets of exactly k of d items (the budget polytope)",
+            size_names=("d", "k"),
+            make=lambda size: Budget(size[1]),
+            shape=lambda size: (size[0],),
+            sizes=((20, 5), (100, 10)),
+            full_sizes=((20, 5), (100, 10), (1000, 50)),
+            solvers=(
+                StudySolver("closed-form", "closed-form"),
+                StudySolver("cvxpy", "cvxpy"),
+                StudySolver("active-set", "active-set"),
+                *_FRANK_WOLFE,
+            ),
+            reference=StudySolver("reference", "closed-form"),
+            baseline="closed-form",
+        ),
+        StudyFamily(
+            name="arborescence",
+            description="non-projective dependency trees over n words (relaxation: head selection)",
+            size_names=("n_words",),
+            make=lambda size: Arborescence(),
+            shape=lambda size: (size[0] + 1, size[0] + 1),
+            sizes=((5,), (10,)),
+            full_sizes=((5,), (10,), (20,)),
+            solvers=(
+                StudySolver("relaxed", "relaxed"),
+                StudySolver("cvxpy", "cvxpy"),
+                StudySolver("active-set", "active-set"),
+                *_FRANK_WOLFE,
+            ),
+            reference=StudySolver("reference", "active-set", {"tol": 1e-12, "max_iter": 5000}),
+            baseline="active-set",
+        ),
+        StudyFamily(
+            name="projective-tree",
+            description="projective dependency trees over n words (relaxation: head selection)",
+            size_names=("n_words",),
+            make=lambda size: ProjectiveTree(),
+            shape=lambda size: (size[0] + 1, size[0] + 1),
+            sizes=((5,), (10,)),
+            full_sizes=((5,), (10,), (20,)),
+            solvers=(
+                StudySolver("relaxed", "relaxed"),
+                StudySolver("active-set", "active-set"),
+                *_FRANK_WOLFE,
+            ),
+            reference=StudySolver("reference", "active-set", {"tol": 1e-12, "max_iter": 5000}),
+            baseline="active-set",
+        ),
+        StudyFamily(
+            name="semantic-graph",
+            description=(
+                "DM-like labeled semantic graphs over n words and L labels, the first ceil(L/2) "
+                "labels unique per head (relaxation: one label per arc)"
+            ),
+            size_names=("n_words", "n_labels"),
+            make=lambda size: dm_semantic_graph(size[1]),
+            shape=lambda size: (size[0] + 1, size[0] + 1, size[1]),
+            sizes=((5, 2), (5, 5), (10, 5), (10, 10), (20, 2)),
+            full_sizes=tuple((n, labels) for n in (5, 10, 20, 40) for labels in (2, 5, 10, 20)),
+            solvers=(
+                StudySolver("relaxed", "relaxed"),
+                StudySolver("closed-form (relaxation)", "closed-form", on_relaxation=True),
+                StudySolver("cvxpy", "cvxpy"),
+                StudySolver("active-set", "active-set"),
+                *_FRANK_WOLFE,
+                StudySolver("ad3 (20 it)", "ad3", {"max_iter": 20}),
+                StudySolver("ad3 (100 it)", "ad3", {"max_iter": 100}),
+            ),
+            reference=StudySolver("reference", "cvxpy", {"tol": 1e-10}),
+            baseline="cvxpy",
+        ),
+    )
+}
+
+
+def get_family(name: str) -> StudyFamily:
+    """The registered family ``name``; ValueError listing the known ones otherwise."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown polytope family {name!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[name]
+
+
 def projection_study(
-    sizes: Iterable[tuple[int, int]] = DEFAULT_SIZES,
-    solvers: Sequence[StudySolver] = DEFAULT_SOLVERS,
-    polytope: Callable[[int], Polytope] = dm_semantic_graph,
+    family: str | StudyFamily = "semantic-graph",
+    sizes: Iterable[Sequence[int]] | None = None,
+    solvers: Sequence[StudySolver] | None = None,
     n_instances: int = 2,
     target: str = "scores",
     eta: float = 1.0,
-    reference: StudySolver = DEFAULT_REFERENCE,
+    budgets: Sequence[int] | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    r"""Run the projection-error study; one row per (size, instance, solver).
+    r"""Run the projection-error study on one family; one row per (size, instance, solver, budget).
 
     Parameters
     ----------
+    family
+        A name of :data:`FAMILIES` or a :class:`StudyFamily`.
     sizes
-        ``(n_words, n_labels)`` pairs; an instance has shape ``(n+1, n+1, L)``.
+        Sizes of the family (tuples of ``family.size_names``); its default grid when ``None``.
     solvers
-        The solvers to compare (:class:`StudySolver`).
-    polytope
-        ``n_labels -> polytope``; :func:`dm_semantic_graph` by default.
+        The solvers to compare; the family's when ``None``.
     n_instances
         Random instances per size.
     target
@@ -116,84 +296,125 @@ def projection_study(
         pass does.
     eta
         The step :math:`\eta` of the ``"spigot"`` target.
-    reference
-        The exact solver that gives :math:`p^\star`.
+    budgets
+        Iteration budgets (``max_iter``) at which every iterative solver is run, one row each;
+        ``None`` runs each solver once with its own options.
     seed
         Seed of the random instances.
 
     Returns
     -------
-    DataFrame with columns ``polytope, n_words, n_labels, instance, solver, distance, gap,
-    gap_against, feasibility, time_s, nit, success``.
+    pandas.DataFrame
+        The columns of :data:`COLUMNS`; ``max_iter`` is NaN for solvers run without a budget.
     """
+    family = get_family(family) if isinstance(family, str) else family
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if isinstance(n_instances, bool) or not isinstance(n_instances, int) or n_instances < 1:
         raise ValueError(f"n_instances must be a positive integer, got {n_instances!r}")
     if not np.isfinite(eta) or eta <= 0:
         raise ValueError(f"eta must be a positive finite number, got {eta!r}")
-    sizes = [_check_size(size) for size in sizes]
-    runs = [(entry, get_solver(entry.solver, **entry.options)) for entry in solvers]
-    exact = get_solver(reference.solver, **reference.options)
+    budgets = _check_budgets(budgets)
+    sizes = [family.check_size(size) for size in (family.sizes if sizes is None else sizes)]
+    runs = _solver_runs(family.solvers if solvers is None else solvers, budgets)
+    exact = family.reference.build()
     rng = np.random.default_rng(seed)
     rows = []
-    for n_words, n_labels in sizes:
-        poly = polytope(n_labels)
-        violation = _ConstraintViolation(poly)
+    for index, size in enumerate(sizes):
+        poly = family.make(size)
+        shape = family.shape(size)
+        outside = _Infeasibility(poly, exact)
         for instance in range(n_instances):
-            x = _draw_target(poly, (n_words + 1, n_words + 1, n_labels), target, eta, rng)
-            star = np.asarray(_run(exact, poly, x, reference.on_relaxation)[0].x)
-            for entry, solver in runs:
+            x = _draw_target(poly, shape, target, eta, rng)
+            reference, _ = _run(exact, poly, x, family.reference.on_relaxation)
+            star = np.asarray(reference.x)
+            if index == 0 and instance == 0:  # one-time costs (compilation, caches) stay untimed
+                for entry, _, solver in runs:
+                    _run(solver, poly, x, entry.on_relaxation)
+            for entry, budget, solver in runs:
                 result, seconds = _run(solver, poly, x, entry.on_relaxation)
                 p = np.asarray(result.x)
                 rows.append(
                     {
+                        "family": family.name,
                         "polytope": repr(poly),
-                        "n_words": n_words,
-                        "n_labels": n_labels,
+                        "size": family.size_label(size),
+                        "dim": int(np.prod(shape)),
                         "instance": instance,
                         "solver": entry.label,
+                        "max_iter": np.nan if budget is None else budget,
                         "distance": float(np.linalg.norm(p - star)),
                         "gap": float(result.gap),
                         "gap_against": _gap_against(entry, poly),
-                        "feasibility": violation(p),
+                        "feasibility": outside(p),
                         "time_s": seconds,
                         "nit": int(result.nit),
                         "success": bool(result.success),
+                        "reference_gap": float(reference.gap),
                     }
                 )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def summarize_study(table: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
-    """One row per size and solver: median and worst distance, worst gap and feasibility, median time, success rate.
+def summarize_study(table: pd.DataFrame, baseline: str | Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per family, size, solver and budget: median and worst distance, worst gap and feasibility, median time, success rate.
 
-    With ``baseline`` (a solver label of the table), ``time_ratio`` is each solver's median
-    time over the baseline's, per size (same run, same instances).
+    Parameters
+    ----------
+    table
+        Rows of :func:`projection_study` (several families may be concatenated).
+    baseline
+        A solver label, or one per family (``{family: label}``): ``time_ratio`` is each row's
+        median time over that solver's (its run with the largest budget), per size, in the
+        same run. ``None``: no ratio.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``family, size, solver, max_iter, distance, max_distance, max_gap,
+        max_feasibility, time_s, nit, success`` (and ``time_ratio``).
     """
-    grouped = table.groupby(["n_words", "n_labels", "solver"], sort=False)
-    summary = grouped.agg(
-        distance=("distance", "median"),
-        max_distance=("distance", "max"),
-        max_gap=("gap", "max"),
-        max_feasibility=("feasibility", "max"),
-        time_s=("time_s", "median"),
-        success=("success", "mean"),
-    ).reset_index()
-    if baseline is not None:
-        if baseline not in set(summary.solver):
-            raise ValueError(f"baseline {baseline!r} is not a solver of the table: {sorted(set(summary.solver))}")
-        reference = summary[summary.solver == baseline].set_index(["n_words", "n_labels"]).time_s
-        keys = pd.MultiIndex.from_frame(summary[["n_words", "n_labels"]])
-        summary["time_ratio"] = summary.time_s.to_numpy() / reference.reindex(keys).to_numpy()
+    keys = ["family", "size", "solver", "max_iter"]
+    summary = (
+        table.groupby(keys, sort=False, dropna=False)
+        .agg(
+            distance=("distance", "median"),
+            max_distance=("distance", "max"),
+            max_gap=("gap", "max"),
+            max_feasibility=("feasibility", "max"),
+            time_s=("time_s", "median"),
+            nit=("nit", "median"),
+            success=("success", "mean"),
+        )
+        .reset_index()
+    )
+    if baseline is None:
+        return summary
+    labels = baseline if isinstance(baseline, Mapping) else {f: baseline for f in summary["family"].unique()}
+    ratios = np.full(len(summary), np.nan)
+    for family_name, label in labels.items():
+        mine = (summary["family"] == family_name).to_numpy()
+        rows = summary[mine & (summary["solver"] == label).to_numpy()]
+        if rows.empty:
+            raise ValueError(
+                f"baseline {label!r} is not a solver of family {family_name!r} in the table: "
+                f"{sorted(set(summary['solver'][mine]))}"
+            )
+        base = rows.sort_values("max_iter").groupby("size", sort=False)["time_s"].last()
+        ratios[mine] = summary["time_s"][mine].to_numpy() / base.reindex(summary["size"][mine]).to_numpy()
+    summary["time_ratio"] = ratios
     return summary
 
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub-flavoured markdown table of ``table`` (floats in ``digits`` significant figures)."""
+    """A GitHub-flavoured markdown table of ``table`` (floats in ``digits`` significant figures, NaN blank)."""
 
     def cell(value: Any) -> str:
         if isinstance(value, (float, np.floating)):
+            if np.isnan(value):
+                return ""
+            if float(value).is_integer() and abs(value) < 1e6:
+                return str(int(value))
             return f"{value:.{digits}g}"
         return str(value)
 
@@ -203,11 +424,37 @@ def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _check_size(size: tuple[int, int]) -> tuple[int, int]:
-    n_words, n_labels = size
-    if min(n_words, n_labels) < 1:
-        raise ValueError(f"sizes must be (n_words >= 1, n_labels >= 1) pairs, got {size!r}")
-    return int(n_words), int(n_labels)
+def _check_budgets(budgets: Sequence[int] | None) -> list[int] | None:
+    if budgets is None:
+        return None
+    values = list(budgets)
+    if not values or any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1 for b in values):
+        raise ValueError(f"budgets must be a non-empty list of positive integers, got {budgets!r}")
+    return sorted({int(b) for b in values})
+
+
+def _solver_runs(
+    solvers: Sequence[StudySolver], budgets: list[int] | None
+) -> list[tuple[StudySolver, int | None, Solver]]:
+    """``(entry, budget, solver)`` for every solver, one per budget for the iterative ones.
+
+    In a budget sweep, iterative solvers that differ only in ``max_iter`` run once, labelled by
+    their registered name (``" (relaxation)"`` appended when run on the relaxation).
+    """
+    runs, swept = [], set()
+    for entry in solvers:
+        if budgets is None or not entry.iterative:
+            runs.append((entry, None, entry.build()))
+            continue
+        options = {k: v for k, v in entry.options.items() if k != "max_iter"}
+        key = (entry.solver, tuple(sorted(options.items())), entry.on_relaxation)
+        if key in swept:
+            continue
+        swept.add(key)
+        label = entry.solver + (" (relaxation)" if entry.on_relaxation else "")
+        base = StudySolver(label, entry.solver, options, entry.on_relaxation)
+        runs += [(base, b, base.build(max_iter=b)) for b in budgets]
+    return runs
 
 
 def _draw_target(
@@ -219,7 +466,7 @@ def _draw_target(
     return np.asarray(poly.map(scores)) - eta * rng.standard_normal(shape)
 
 
-def _run(solver, poly: Polytope, x: np.ndarray, on_relaxation: bool):
+def _run(solver: Solver, poly: Polytope, x: np.ndarray, on_relaxation: bool):
     where = poly.relaxation() if on_relaxation else poly
     start = time.perf_counter()
     result = solver.run(where, x)
@@ -232,19 +479,35 @@ def _gap_against(entry: StudySolver, poly: Polytope) -> str:
     return "polytope"
 
 
-class _ConstraintViolation:
-    """Largest violation of ``polytope.constraints`` at a point (NaN without constraints)."""
+class _Infeasibility:
+    """How far a point lies outside the polytope (0 inside).
 
-    def __init__(self, polytope: Polytope) -> None:
+    The largest violation of ``polytope.constraints`` when they involve only the point's own
+    variable; otherwise (auxiliary variables, as in an extended formulation, or no constraints)
+    the distance to the polytope, by projecting the point with ``exact``.
+    """
+
+    def __init__(self, polytope: Polytope, exact: Solver) -> None:
         self.polytope = polytope
-        self._cache: dict[tuple[int, ...], tuple[cp.Variable, list]] = {}
+        self.exact = exact
+        self._cache: dict[tuple[int, ...], tuple[cp.Variable, list] | None] = {}
 
     def __call__(self, p: np.ndarray) -> float:
-        if not self.polytope.supports("constraints"):
-            return float("nan")
         if p.shape not in self._cache:
-            var = cp.Variable(p.shape)
-            self._cache[p.shape] = (var, self.polytope.constraints(var))
-        var, constraints = self._cache[p.shape]
+            self._cache[p.shape] = self._own_constraints(p.shape)
+        cached = self._cache[p.shape]
+        if cached is None:
+            projected = np.asarray(self.exact.run(self.polytope, p).x)
+            return float(np.linalg.norm(p - projected))
+        var, constraints = cached
         var.value = p
         return max(float(np.max(c.violation(), initial=0.0)) for c in constraints)
+
+    def _own_constraints(self, shape: tuple[int, ...]) -> tuple[cp.Variable, list] | None:
+        if not self.polytope.supports("constraints"):
+            return None
+        var = cp.Variable(shape)
+        constraints = self.polytope.constraints(var)
+        if any(v.id != var.id for c in constraints for v in c.variables()):
+            return None
+        return var, constraints
