@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 #: Values at or below this are drawn at this level on the logarithmic axes.
 FLOOR = 1e-16
@@ -53,14 +54,17 @@ def plot_family(table: pd.DataFrame, family: str) -> Figure:
     sizes = list(dict.fromkeys(medians["size"]))
     solvers = list(dict.fromkeys(medians["solver"]))
     colors = {s: f"C{i % 10}" for i, s in enumerate(solvers)}
+    relaxed = set(rows[rows["gap_against"] == "relaxation"]["solver"])
+    labels = {s: f"{s} (gap against the relaxation)" if s in relaxed else s for s in solvers}
     figure = Figure(figsize=(16, 3.2 * len(sizes) + 0.8), layout="constrained")
     axes = figure.subplots(len(sizes), len(_PANELS), squeeze=False)
     for row, size in zip(axes, sizes):
         here = medians[medians["size"] == size]
         for ax, (x, y, xlabel, ylabel) in zip(row, _PANELS):
             for solver in solvers:
-                _draw(ax, here[here["solver"] == solver], x, y, solver, colors[solver])
+                _draw(ax, here[here["solver"] == solver], x, y, labels[solver], colors[solver])
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_yscale("log")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)

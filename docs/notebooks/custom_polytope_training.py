@@ -1,0 +1,5 @@
+# %% [markdown]
+# # custom_polytope_training
+
+# %%
+print(1 + 1)

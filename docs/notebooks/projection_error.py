@@ -1,0 +1,5 @@
+# %% [markdown]
+# # projection_error
+
+# %%
+print(1 + 1)

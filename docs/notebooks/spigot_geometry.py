@@ -1,0 +1,5 @@
+# %% [markdown]
+# # spigot_geometry
+
+# %%
+print(1 + 1)
