@@ -105,3 +105,10 @@ def test_the_site_builds_strictly_with_rendered_math_and_notebook_outputs(tmp_pa
     assert (site / "javascripts" / "mathjax" / "tex-svg-full.js").is_file()
     external = re.compile(r'<script[^>]*src="https?://')
     assert not [page for page, html in pages.items() if external.search(html)], "a page loads a script from the network"
+
+
+def test_the_readme_example_runs(capsys):
+    (example,) = python_blocks(ROOT / "README.md")
+    assert len(example.strip().splitlines()) <= 12
+    exec(compile(example, "README.md", "exec"), {})
+    assert "tensor" in capsys.readouterr().out

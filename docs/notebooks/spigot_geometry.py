@@ -28,12 +28,12 @@ torch.set_num_threads(1)
 _ = torch.manual_seed(0)
 
 # %% [markdown]
-# ## Geometry on the simplex, in two pictures
+# ## Geometry on the simplex
 #
 # On $\Delta^3$ (drawn in barycentric coordinates) take $z = e_1$ and a gradient $g$. SPIGOT
-# steps from $z$ against $g$ and projects back onto the simplex: the surrogate is the arrow
-# from the projected point back to $z$. A small $\eta$ keeps the target near $z$; a large one
-# reaches across the simplex.
+# steps from $z$ against $g$ and projects back onto the simplex; each arrow runs from $z$ to
+# the projected target $\Pi_P(z - \eta g)$, and the surrogate gradient is that arrow reversed.
+# A small $\eta$ keeps the target near $z$; a large one reaches across the simplex.
 
 # %%
 def barycentric(p: np.ndarray) -> np.ndarray:

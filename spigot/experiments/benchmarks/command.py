@@ -30,7 +30,7 @@ def _section_list(text: str) -> tuple[str, ...]:
 def _configure(parser: argparse.ArgumentParser) -> None:
     from spigot.experiments.benchmarks import SECTIONS
 
-    listing = "\n".join(f"  {s.name:<16} against {', '.join(s.peers)}" for s in SECTIONS)
+    listing = "\n".join(f"  {s.name:<16} needs {', '.join(s.peers)}" for s in SECTIONS)
     parser.epilog = f"sections (skipped when a peer is not installed):\n{listing}"
     parser.add_argument(
         "--only",
@@ -50,7 +50,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=1,
         metavar="T",
-        help="torch threads for both sides (default 1: times are then the thread's CPU time)",
+        help="torch threads for both sides (default 1: head-to-head times are then thread CPU time)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     parser.add_argument(

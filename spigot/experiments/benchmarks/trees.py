@@ -169,7 +169,7 @@ def run(settings: BenchSettings) -> SectionResult:
             "   the compiled dense Tarjan over the whole batch and the one-hot output) against a Python",
             "   loop of `ufal.chu_liu_edmonds` over the same 32 matrices (transposed to its",
             "   `[dependent, head]` layout before the timer); both must return the same trees. The slope",
-            f"   is a least-squares fit of log time against log n over n in {m['sizes']}.",
+            f"   is a least-squares fit of log time against log n over n in {{{', '.join(map(str, m['sizes']))}}}.",
             f"2. Each of {p['instances']} random points (n = {p['n']}, entries N(0, 4)) projected once by",
             f"   `active-set` (tol 1e-9; largest certificate gap {p['ours_max_gap']:.1e}) and once by the",
             "   `cvxpy` solver (Clarabel) on the multi-commodity-flow extended formulation, whose",
@@ -186,8 +186,8 @@ def run(settings: BenchSettings) -> SectionResult:
             "lp-sparsemap does not build here: its only release (1.0, 2021) fails in `setup.py` with",
             "current setuptools (`convert_path` was removed); with setuptools < 70, Cython < 3 and Eigen",
             "installed, it still fails because the sdist lacks `lpsmap/ad3qp/factor_graph.pyx`, which its",
-            "`setup.py` cythonizes. That comparison is therefore missing"
-            + (f" ({p['lp_sparsemap']})." if "lp_sparsemap" in p else " from this text, though lpsmap imported."),
+            "`setup.py` cythonizes. That comparison is therefore missing (here: "
+            + (f"`import lpsmap`: {p['lp_sparsemap'].removeprefix('not available (').removesuffix(')')})." if "lp_sparsemap" in p else "lpsmap imports, but no comparison is written for it yet)."),
             "",
             f"Goals: **MAP** {status['MAP']}, {m['ratio']:.2f}x of the ufal loop (goal <= {MAP_GOAL}x), "
             f"slope {m['loglog_slope']:.2f} {status['slope']} (goal <= {SLOPE_GOAL}); **exact projection** "
