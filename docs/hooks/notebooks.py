@@ -83,14 +83,19 @@ def execute(source: Path, folder: Path | None = None) -> Path:
         return target
     notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
+    kernel = _kernel_manager(folder)
     client = NotebookClient(
         notebook,
-        km=_kernel_manager(folder),
+        km=kernel,
         timeout=CELL_TIMEOUT,
         allow_errors=False,
         resources={"metadata": {"path": str(ROOT)}},
     )
-    client.execute()
+    try:
+        client.execute()
+    finally:  # the client does not own a kernel manager it was given
+        if kernel.has_kernel:
+            kernel.shutdown_kernel(now=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     nbformat.write(notebook, partial)
