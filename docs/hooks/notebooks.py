@@ -94,6 +94,8 @@ def execute(source: Path, folder: Path | None = None) -> Path:
     try:
         client.execute()
     finally:  # the client does not own a kernel manager it was given
+        if client.kc is not None:
+            client.kc.stop_channels()
         if kernel.has_kernel:
             kernel.shutdown_kernel(now=True)
     target.parent.mkdir(parents=True, exist_ok=True)
