@@ -98,3 +98,15 @@ def test_marginals_follow_dtype_and_numpy(polytope):
     mu_np = polytope.marginals(scores.double().numpy())
     assert isinstance(mu_np, np.ndarray)
     np.testing.assert_allclose(mu_np, mu.double().numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("single_root", [False, True])
+def test_marginals_with_underflowing_arcs_raise_a_clear_error(single_root):
+    """Scores so spread that no arborescence keeps a non-zero weight: an error, never NaN."""
+    scores = torch.zeros(2, 6, 6, dtype=torch.float64)
+    for word, head in ((3, 4), (4, 3)):  # words 3 and 4 can only take each other as head
+        scores[1, :, word] = -2000.0
+        scores[1, head, word] = 0.0
+    with pytest.raises(ValueError, match=r"undefined in floating point for instance\(s\) \[1\]"):
+        Arborescence(single_root=single_root).marginals(scores)
+    assert torch.isfinite(Arborescence(single_root=single_root).marginals(scores[:1])).all()

@@ -88,7 +88,15 @@ def matrix_tree_marginals(
         laplacian = torch.cat([root[:, None, :], laplacian[:, 1:, :]], dim=1)
     else:
         laplacian = torch.diag_embed(degree + root) - words
-    inverse = torch.linalg.inv(laplacian)
+    inverse, info = torch.linalg.inv_ex(laplacian)
+    if bool((info != 0).any()) or not bool(torch.isfinite(inverse).all()):
+        bad = torch.nonzero((info != 0) | ~torch.isfinite(inverse).flatten(1).all(dim=1)).flatten().tolist()
+        raise ValueError(
+            f"matrix-tree marginals are undefined in floating point for instance(s) {bad[:5]}: "
+            "the weights exp(score - column max) of too many arcs underflow to 0 (a word's arc "
+            "scores span more than about 700 in float64, 85 in float32), which leaves the "
+            "Kirchhoff matrix singular; keep the scores on a bounded scale (normalise or clip them)"
+        )
     diagonal = torch.diagonal(inverse, dim1=-2, dim2=-1)  # (B, n): inverse[m, m]
     transposed = inverse.transpose(-1, -2)  # [h, m] -> inverse[m, h]
     if single_root:
