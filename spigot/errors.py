@@ -20,3 +20,12 @@ class UnsupportedOperation(TypeError):
     attention needs :meth:`Polytope.marginals`. The message names the capability and suggests
     an alternative.
     """
+
+
+class NumericalError(FloatingPointError, ValueError):
+    """A quantity is undefined in floating point for these inputs (e.g. underflowing weights).
+
+    Raised, for instance, by the matrix-tree marginals when the arc scores span so wide a range
+    that the Kirchhoff matrix is singular in float64. It is a ``ValueError`` (the input is the
+    cause) and a ``FloatingPointError`` (training loops that stop on numerical failure catch it).
+    """

@@ -43,6 +43,8 @@ from __future__ import annotations
 import torch
 from torch.nn.functional import pad
 
+from spigot.errors import NumericalError
+
 
 def working_dtype(scores: torch.Tensor) -> torch.dtype:
     """Float64 on the CPU (cheap there); at least float32 elsewhere."""
@@ -91,7 +93,7 @@ def matrix_tree_marginals(
     inverse, info = torch.linalg.inv_ex(laplacian)
     if bool((info != 0).any()) or not bool(torch.isfinite(inverse).all()):
         bad = torch.nonzero((info != 0) | ~torch.isfinite(inverse).flatten(1).all(dim=1)).flatten().tolist()
-        raise ValueError(
+        raise NumericalError(
             f"matrix-tree marginals are undefined in floating point for instance(s) {bad[:5]}: "
             "the weights exp(score - column max) of too many arcs underflow to 0 (a word's arc "
             "scores span more than about 700 in float64, 85 in float32), which leaves the "
