@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 
 from spigot.errors import UnsupportedOperation
 from spigot.experiments import distributed
+from spigot.experiments.blas_threads import blas_threads
 from spigot.experiments.methods import check_methods
 from spigot.experiments.registry import Experiment, check_preset, config_id, get_experiment
 from spigot.experiments.reproducibility import check_seed
@@ -128,8 +130,9 @@ def run_experiment(
     log
         Called with one line per finished run (main process only); ``None`` for silence.
     threads
-        torch's intra-op threads during the call (restored afterwards); ``None`` keeps the
-        current setting. One thread is the default: the models are small, and extra threads
+        torch's intra-op threads, and the threads of numpy's and scipy's OpenBLAS (see
+        :mod:`~spigot.experiments.blas_threads`), during the call (restored afterwards);
+        ``None`` keeps the current settings. One thread is the default: the models are small, and extra threads
         mostly add synchronisation (under load from other processes, a 2-thread run of
         ``clusters`` measured several times slower than a 1-thread one). For parallelism, run
         under ``torchrun``.
@@ -147,18 +150,19 @@ def run_experiment(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _run_all(
-            experiment,
-            preset,
-            config,
-            chosen,
-            seed_list,
-            Path(run_dir),
-            fresh,
-            progress,
-            command,
-            log,
-        )
+        with blas_threads(threads) if threads is not None else nullcontext():
+            return _run_all(
+                experiment,
+                preset,
+                config,
+                chosen,
+                seed_list,
+                Path(run_dir),
+                fresh,
+                progress,
+                command,
+                log,
+            )
     finally:
         torch.set_num_threads(previous_threads)
 
