@@ -281,7 +281,7 @@ class SentimentExperiment(Experiment):
     def config(self, preset: str = "full") -> SentimentConfig:
         if check_preset(preset) == "demo":
             return SentimentConfig(
-                data=MovieReviewSubset(max_words=20, n_train=800, n_dev=300, n_test=500), epochs=4
+                data=MovieReviewSubset(max_words=20, n_train=2000, n_dev=300, n_test=500), epochs=5
             )
         return SentimentConfig()
 
