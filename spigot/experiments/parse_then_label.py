@@ -44,8 +44,11 @@ from torch import nn
 from spigot.experiments.arc_parser import ArcParser, attachment_counts, head_selection_loss
 from spigot.experiments.data import (
     PAD,
+    PETROGOLD_SPLIT,
     ROOT,
+    SPLITS,
     UNK,
+    DependencySentence,
     Vocabulary,
     dependency_batch,
     encode_sentences,
@@ -160,12 +163,15 @@ class TreebankSplit:
         float ``(N, T, T)`` gold trees, ``[h, m] = 1`` for the arc ``h -> m``.
     relations
         int64 ``(N, T)`` relation indices of the words (0 at the root and padding).
+    sent_ids
+        The corpus's id of each sentence.
     """
 
     tokens: torch.Tensor
     lengths: torch.Tensor
     heads: torch.Tensor
     relations: torch.Tensor
+    sent_ids: tuple[str, ...]
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -194,15 +200,25 @@ class TreebankData:
     relations: Vocabulary
 
 
+@lru_cache(maxsize=1)
+def _petrogold_by_split() -> dict[str, list[DependencySentence]]:
+    """PetroGold's sentences by split, in file order (the file is read once per process)."""
+    by_split: dict[str, list[DependencySentence]] = {split: [] for split in SPLITS}
+    for sentence in load_petrogold():
+        by_split[PETROGOLD_SPLIT.assign(sentence.sent_id)].append(sentence)
+    return by_split
+
+
 @lru_cache(maxsize=2)
 def load_treebank_data(subset: PetroGoldSubset) -> TreebankData:
     """Read, filter, shuffle and encode the sentences of ``subset`` (cached per subset)."""
     if subset.max_words < 2:
         raise ValueError(f"max_words must be at least 2, got {subset.max_words}")
     rng = np.random.default_rng(subset.seed)
+    by_split = _petrogold_by_split()
 
-    def chosen(split: str) -> list:
-        kept = [s for s in load_petrogold(split) if 2 <= len(s) <= subset.max_words]
+    def chosen(split: str) -> list[DependencySentence]:
+        kept = [s for s in by_split[split] if 2 <= len(s) <= subset.max_words]
         return [kept[i] for i in rng.permutation(len(kept))]
 
     train_split, dev_split, test_split = chosen("train"), chosen("dev"), chosen("test")
@@ -227,7 +243,9 @@ def load_treebank_data(subset: PetroGoldSubset) -> TreebankData:
         batch = dependency_batch(part, words, relations)
         tag_ids, _ = encode_sentences([s.upos for s in part], tags, add_root=True)
         tokens = torch.stack([batch.word_ids, tag_ids], dim=-1)
-        splits[name] = TreebankSplit(tokens, batch.lengths, batch.heads, batch.relation_ids)
+        splits[name] = TreebankSplit(
+            tokens, batch.lengths, batch.heads, batch.relation_ids, tuple(s.sent_id for s in part)
+        )
     return TreebankData(splits, words, tags, relations)
 
 
@@ -363,6 +381,7 @@ def pretrained_parser(
         )
         _PRETRAINED[key] = {k: v.clone() for k, v in parser.state_dict().items()}
     parser.load_state_dict(_PRETRAINED[key])
+    parser.zero_grad(set_to_none=True)
     seed_everything(seed)
     return parser
 
