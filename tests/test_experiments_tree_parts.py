@@ -43,7 +43,8 @@ def test_parser_scores_are_square_per_sentence_and_zero_outside():
     scores = _parser()(_tokens([4, 2]), lengths)
     assert scores.shape == (2, 5, 5)
     assert torch.all(scores[1, 3:, :] == 0) and torch.all(scores[1, :, 3:] == 0)
-    assert torch.all(scores[:, :, 0] == 0) and torch.all(torch.diagonal(scores, dim1=1, dim2=2) == 0)
+    assert torch.all(scores[:, :, 0] == 0)
+    assert torch.all(torch.diagonal(scores, dim1=1, dim2=2) == 0)
     assert scores[0, 1:, 1:].abs().sum() > 0
 
 

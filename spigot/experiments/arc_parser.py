@@ -42,8 +42,10 @@ class BiLSTMEncoder(nn.Module):
         self.output_dim = 2 * hidden_dim
 
     def forward(self, vectors: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-        """States ``(B, T, 2 * hidden_dim)`` of ``vectors`` ``(B, T, input_dim)``; ``sizes`` ``(B,)``
-        counts each row's tokens (padding beyond it gives zero states)."""
+        """States ``(B, T, 2 * hidden_dim)`` of ``vectors`` ``(B, T, input_dim)``.
+
+        ``sizes`` ``(B,)`` counts each row's tokens; padding beyond it gets zero states.
+        """
         packed = pack_padded_sequence(
             self.dropout(vectors), sizes.cpu(), batch_first=True, enforce_sorted=False
         )

@@ -55,7 +55,8 @@ def loaded_openblas() -> list[OpenBLAS]:
     found = []
     for path in paths:
         try:
-            library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)  # already loaded: no new copy
+            # RTLD_NOLOAD: the handle of the copy already loaded, never a new one
+            library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
         except OSError:
             continue
         functions = _thread_functions(library)

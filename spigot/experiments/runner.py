@@ -132,10 +132,11 @@ def run_experiment(
     threads
         torch's intra-op threads, and the threads of numpy's and scipy's OpenBLAS (see
         :mod:`~spigot.experiments.blas_threads`), during the call (restored afterwards);
-        ``None`` keeps the current settings. One thread is the default: the models are small, and extra threads
-        mostly add synchronisation (under load from other processes, a 2-thread run of
-        ``clusters`` measured several times slower than a 1-thread one). For parallelism, run
-        under ``torchrun``.
+        ``None`` keeps the current settings. One thread is the default: the models are small,
+        and extra threads mostly add synchronisation (under load from other processes, a
+        2-thread run of ``clusters`` measured several times slower than a 1-thread one, and a
+        2-thread SVD of numpy 35 times slower than a 1-thread one). For parallelism, run under
+        ``torchrun``.
     """
     experiment = get_experiment(name)
     preset = check_preset(preset)

@@ -235,7 +235,9 @@ def build_sentiment_model(
     if method == PIPELINE:
         scorer: nn.Module = ChainScores()
     else:
-        scorer = ArcParser(words, words.output_dim, config.hidden_dim, config.arc_dim, config.dropout)
+        scorer = ArcParser(
+            words, words.output_dim, config.hidden_dim, config.arc_dim, config.dropout
+        )
     latent = build_latent_layer(method, polytope, **config.estimator_options.get(method, {}))
     scale = config.score_scales.get(method, 1.0)
     tree = LatentTree(scorer, latent, polytope, frozen=method == PIPELINE, scale=scale)
