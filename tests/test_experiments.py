@@ -315,6 +315,50 @@ def test_runner_records_methods_the_polytope_cannot_run(tmp_path, monkeypatch):
     assert "n/a: this polytope has no marginals" in report.table()
 
 
+def test_runner_records_numerical_failures_and_goes_on(tmp_path, monkeypatch):
+    class SingularOnOddSeeds(torch.nn.Module):
+        def __init__(self, polytope):
+            super().__init__()
+            self.polytope = polytope
+
+        def forward(self, scores, lengths=None):
+            if torch.initial_seed() % 2:
+                torch.linalg.inv(torch.zeros(2, 2))
+            return self.polytope.map(scores, lengths)
+
+    monkeypatch.setattr(
+        spigot.autodiff,
+        "ESTIMATORS",
+        {"spigot": spigot.SPIGOT, "fragile": SingularOnOddSeeds},
+        raising=False,
+    )
+    lines = []
+    report = run_experiment(
+        "tiny-clusters",
+        seeds=3,
+        methods=["fragile"],
+        run_dir=tmp_path,
+        progress=False,
+        log=lines.append,
+    )
+    assert [r.status for r in report.records] == ["ok", "failed", "ok"]
+    assert "LinAlgError: linalg.inv" in report.records[1].message  # torch's class: _LinAlgError
+    assert "seed 1: failed (" in lines[1]
+    row = next(line for line in report.table().splitlines() if line.startswith("| fragile"))
+    assert "| 2 (1 failed) |" in row
+    assert "- fragile seed 1: LinAlgError" in report.markdown_section()
+    again = run_experiment(
+        "tiny-clusters", seeds=3, methods=["fragile"], run_dir=tmp_path, progress=False, log=None
+    )
+    assert again.records == report.records  # the failure is a finished run, read back
+
+
+def test_results_table_row_of_a_method_whose_runs_all_failed():
+    records = [RunRecord("spigot", s, status="failed", message="singular") for s in (0, 1)]
+    row = results_table(records, (Metric("accuracy", "acc (%)"),)).splitlines()[2]
+    assert row == "| spigot | failed: singular | 0 (2 failed) |  |"
+
+
 def test_runner_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="seeds must be a positive count"):
         run_experiment("tiny-clusters", seeds=0, run_dir=tmp_path)

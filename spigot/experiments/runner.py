@@ -24,7 +24,15 @@ from spigot.experiments.blas_threads import blas_threads
 from spigot.experiments.methods import check_methods
 from spigot.experiments.registry import Experiment, check_preset, config_id, get_experiment
 from spigot.experiments.reproducibility import check_seed
-from spigot.experiments.results import OK, UNSUPPORTED, RunRecord, format_duration, results_table
+from spigot.experiments.results import (
+    FAILED,
+    OK,
+    UNSUPPORTED,
+    RunRecord,
+    format_duration,
+    one_line,
+    results_table,
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,10 @@ class ExperimentReport:
             "",
             self.table(),
         ]
+        failures = [r for r in self.records if r.status == FAILED]
+        if failures:
+            lines += ["", "Failed runs (left out of the means):", ""]
+            lines += [f"- {r.method} seed {r.seed}: {r.message}" for r in failures]
         if any(r.resumed for r in self.records):
             lines += [
                 "",
@@ -224,6 +236,11 @@ def _run_one(
         metrics = experiment.run(method, seed, config, workdir, progress)
     except UnsupportedOperation as error:
         record = RunRecord(method, seed, UNSUPPORTED, message=str(error))
+    except (FloatingPointError, torch.linalg.LinAlgError) as error:
+        # a numerical failure of this run is a result too: record it, go on with the others
+        message = f"{type(error).__name__}: {one_line(str(error))}"
+        seconds = time.perf_counter() - started
+        record = RunRecord(method, seed, FAILED, seconds=seconds, message=message)
     else:
         missing = [m.key for m in experiment.metrics if m.key not in metrics]
         if missing:
@@ -242,6 +259,8 @@ def _run_one(
 
 
 def _summary(experiment: Experiment, record: RunRecord) -> str:
+    if record.status == FAILED:
+        return f"{experiment.name} {record.method} seed {record.seed}: failed ({record.message})"
     if record.status != OK:
         return f"{experiment.name} {record.method}: not supported ({record.message})"
     values = ", ".join(
