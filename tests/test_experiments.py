@@ -346,7 +346,7 @@ def test_runner_records_numerical_failures_and_goes_on(tmp_path, monkeypatch):
     assert "seed 1: failed (" in lines[1]
     row = next(line for line in report.table().splitlines() if line.startswith("| fragile"))
     assert "| 2 (1 failed) |" in row
-    assert "- fragile seed 1: LinAlgError" in report.markdown_section()
+    assert "- fragile seed 1: _LinAlgError: linalg.inv" in report.markdown_section()
     again = run_experiment(
         "tiny-clusters", seeds=3, methods=["fragile"], run_dir=tmp_path, progress=False, log=None
     )
