@@ -181,6 +181,27 @@ def test_training_rejects_bad_arguments():
         train(model, optimizer, diverged, 40, 8, 1, dev, 0, progress=False)
 
 
+class _NaNGradient(torch.autograd.Function):
+    """Identity forward, NaN backward: a layer whose backward pass fails numerically."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("nan"))
+
+
+def test_training_stops_before_an_update_with_a_nan_gradient():
+    model, optimizer, losses, dev = _regression_task(0)
+    before = [p.detach().clone() for p in model.parameters()]
+    broken = lambda net, indices: _NaNGradient.apply(losses(net, indices))  # noqa: E731
+    with pytest.raises(FloatingPointError, match="a gradient is NaN or infinite"):
+        train(model, optimizer, broken, 40, 8, 1, dev, 0, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
 def test_batch_loss_is_the_mean_in_one_process_and_batches_cover_every_example():
     losses = torch.tensor([1.0, 2.0, 6.0])
     assert float(batch_loss(losses, 3)) == pytest.approx(3.0)
