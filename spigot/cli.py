@@ -1,8 +1,8 @@
 """The ``spigot`` command line.
 
 - ``spigot demo``: short runs of ``clusters`` (latent choice on the simplex) and ``sentiment``
-  (latent dependency tree) printing the pipeline, straight-through, SPIGOT and marginals
-  (the README's main job);
+  (latent dependency tree) comparing SPIGOT with the pipeline, straight-through and a few
+  other estimators (the README's main job);
 - ``spigot experiment NAME --seeds N``: a registered experiment over methods and seeds, with
   checkpoints, resuming, and its table written to ``docs/results.md``; runs under
   ``torchrun --nproc_per_node P -m spigot experiment ...`` for data-parallel training.
@@ -28,8 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = ("spigot.cli",)
 
 #: What ``spigot demo`` runs (each experiment's ``demo`` preset): name and methods compared.
 DEMO_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("clusters", ("pipeline", "ste-i", "spigot", "marginals")),
-    ("sentiment", ("pipeline", "ste-i", "spigot", "marginals")),
+    ("clusters", ("pipeline", "ste-i", "spigot", "spigot-ce", "marginals", "imle")),
+    ("sentiment", ("pipeline", "ste-i", "spigot", "sparsemap", "marginals", "imle")),
 )
 
 #: Where ``spigot experiment`` writes its tables by default.
@@ -210,13 +210,13 @@ def _run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 register_command(
     Command(
         name="demo",
-        help="short clusters and sentiment runs: SPIGOT vs straight-through, marginals, pipeline",
+        help="short clusters and sentiment runs: SPIGOT against the pipeline and other estimators",
         description=(
             "Train two experiments' models on a short schedule (their demo presets) with the\n"
-            "pipeline, straight-through (STE-I), SPIGOT and marginals, and print each one's\n"
-            "table (mean ± std over seeds): clusters (latent cluster choice on the simplex)\n"
-            "and sentiment (movie-review sentences through a latent dependency tree). Takes\n"
-            "about five minutes on 2 CPU cores."
+            "pipeline, straight-through (STE-I), SPIGOT and three other estimators, and print\n"
+            "each one's table (mean ± std over seeds): clusters (latent cluster choice on the\n"
+            "simplex) and sentiment (movie-review sentences through a latent dependency tree).\n"
+            "Takes about five minutes on 2 CPU cores."
         ),
         configure=_configure_demo,
         run=_run_demo,

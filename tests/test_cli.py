@@ -169,5 +169,5 @@ def test_the_real_demo_finishes_and_prints_both_tables():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "== clusters" in done.stdout and "== sentiment" in done.stdout
-    for row in ("| pipeline |", "| ste-i |", "| spigot |", "| marginals |"):
+    for row in ("| pipeline |", "| ste-i |", "| spigot |", "| marginals |", "| imle |"):
         assert done.stdout.count(row) == 2  # one row in each experiment's table

@@ -282,9 +282,7 @@ class SentimentExperiment(Experiment):
 
     def config(self, preset: str = "full") -> SentimentConfig:
         if check_preset(preset) == "demo":
-            return SentimentConfig(
-                data=MovieReviewSubset(max_words=20, n_train=2000, n_dev=300, n_test=500), epochs=5
-            )
+            return SentimentConfig(data=MovieReviewSubset(n_train=3000), epochs=6)
         return SentimentConfig()
 
     def describe(self, config: SentimentConfig) -> str:
