@@ -343,8 +343,10 @@ def test_runner_records_numerical_failures_and_goes_on(tmp_path, monkeypatch):
             self.polytope = polytope
 
         def forward(self, scores, lengths=None):
-            if torch.initial_seed() % 2:
+            if torch.initial_seed() == 1:
                 torch.linalg.inv(torch.zeros(2, 2))
+            if torch.initial_seed() == 3:
+                raise spigot.ProjectionError("SPIGOT backward: 1 projection(s) stalled")
             return self.polytope.map(scores, lengths)
 
     monkeypatch.setattr(
@@ -356,20 +358,21 @@ def test_runner_records_numerical_failures_and_goes_on(tmp_path, monkeypatch):
     lines = []
     report = run_experiment(
         "tiny-clusters",
-        seeds=3,
+        seeds=4,
         methods=["fragile"],
         run_dir=tmp_path,
         progress=False,
         log=lines.append,
     )
-    assert [r.status for r in report.records] == ["ok", "failed", "ok"]
+    assert [r.status for r in report.records] == ["ok", "failed", "ok", "failed"]
+    assert report.records[3].message == "ProjectionError: SPIGOT backward: 1 projection(s) stalled"
     assert "LinAlgError: linalg.inv" in report.records[1].message  # torch's class: _LinAlgError
     assert "seed 1: failed (" in lines[1]
     row = next(line for line in report.table().splitlines() if line.startswith("| fragile"))
-    assert "| 2 (1 failed) |" in row
+    assert "| 2 (2 failed) |" in row
     assert "- fragile seed 1: _LinAlgError: linalg.inv" in report.markdown_section()
     again = run_experiment(
-        "tiny-clusters", seeds=3, methods=["fragile"], run_dir=tmp_path, progress=False, log=None
+        "tiny-clusters", seeds=4, methods=["fragile"], run_dir=tmp_path, progress=False, log=None
     )
     assert again.records == report.records  # the failure is a finished run, read back
 

@@ -22,7 +22,8 @@ from spigot.experiments.methods import ordered_methods
 OK = "ok"
 #: A method that the experiment's polytope does not support.
 UNSUPPORTED = "unsupported"
-#: A run stopped by a numerical failure (a diverged loss, a singular matrix); see its message.
+#: A run stopped by a numerical failure (a diverged loss or gradient, a singular matrix, a
+#: projection short of its tolerance); see its message.
 FAILED = "failed"
 
 

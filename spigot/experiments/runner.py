@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from spigot.errors import UnsupportedOperation
+from spigot.errors import ProjectionError, UnsupportedOperation
 from spigot.experiments import distributed
 from spigot.experiments.blas_threads import blas_threads
 from spigot.experiments.methods import check_methods
@@ -236,7 +236,7 @@ def _run_one(
         metrics = experiment.run(method, seed, config, workdir, progress)
     except UnsupportedOperation as error:
         record = RunRecord(method, seed, UNSUPPORTED, message=str(error))
-    except (FloatingPointError, torch.linalg.LinAlgError) as error:
+    except (FloatingPointError, torch.linalg.LinAlgError, ProjectionError) as error:
         # a numerical failure of this run is a result too: record it, go on with the others
         message = f"{type(error).__name__}: {one_line(str(error))}"
         seconds = time.perf_counter() - started
