@@ -84,10 +84,40 @@ def test_experiment_prints_the_table_and_writes_the_results_file(tmp_path, capsy
 
 
 def test_demo_prints_a_table_per_demo_experiment(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "DEMO_RUNS", (("tiny-clusters", ("pipeline", "ste-i", "spigot")),))
+    monkeypatch.setattr(
+        cli,
+        "DEMO_RUNS",
+        (
+            ("tiny-clusters", ("pipeline", "ste-i", "spigot")),
+            ("tiny-sentiment", ("pipeline", "spigot")),
+        ),
+    )
     status, out, _ = _run(capsys, "demo", "--seeds", "2", "--no-progress")
     assert status == 0
     assert "== tiny-clusters" in out and "| ste-i |" in out and "demo finished in" in out
+    assert "== tiny-sentiment" in out and "| chain arcs in test trees (%) |" in out
+
+
+def test_the_demo_runs_clusters_and_sentiment_with_known_methods():
+    from spigot.experiments import available_experiments, check_methods, get_experiment
+
+    assert [name for name, _ in cli.DEMO_RUNS] == ["clusters", "sentiment"]
+    for name, methods in cli.DEMO_RUNS:
+        assert name in available_experiments()
+        assert check_methods(methods) == methods
+        assert get_experiment(name).config("demo") != get_experiment(name).config("full")
+
+
+def test_tree_experiments_run_from_the_command_line(tmp_path, capsys):
+    results = tmp_path / "results.md"
+    argv = ["experiment", "tiny-sentiment", "--seeds", "1", "--methods", "pipeline,spigot"]
+    argv += ["--no-progress", "--run-dir", str(tmp_path / "runs"), "--results", str(results)]
+    status, out, _ = _run(capsys, *argv)
+    assert status == 0 and "| pipeline |" in out and "| spigot |" in out
+    assert "<!-- results:tiny-sentiment:begin -->" in results.read_text()
+    with pytest.raises(SystemExit):
+        cli.main(["experiment", "parse-then-label", "--help"])
+    assert "parse-then-label" in capsys.readouterr().out
 
 
 def test_runtime_errors_exit_1_with_a_message(monkeypatch, capsys):
@@ -128,7 +158,7 @@ def test_module_entry_point_runs():
 
 
 @pytest.mark.slow
-def test_the_real_demo_finishes_and_prints_its_table():
+def test_the_real_demo_finishes_and_prints_both_tables():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "spigot", "demo", "--no-progress"],
@@ -138,5 +168,6 @@ def test_the_real_demo_finishes_and_prints_its_table():
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    for row in ("| pipeline |", "| ste-i |", "| spigot |"):
-        assert row in done.stdout
+    assert "== clusters" in done.stdout and "== sentiment" in done.stdout
+    for row in ("| pipeline |", "| ste-i |", "| spigot |", "| marginals |", "| imle |"):
+        assert done.stdout.count(row) == 2  # one row in each experiment's table

@@ -181,6 +181,27 @@ def test_training_rejects_bad_arguments():
         train(model, optimizer, diverged, 40, 8, 1, dev, 0, progress=False)
 
 
+class _NaNGradient(torch.autograd.Function):
+    """Identity forward, NaN backward: a layer whose backward pass fails numerically."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("nan"))
+
+
+def test_training_stops_before_an_update_with_a_nan_gradient():
+    model, optimizer, losses, dev = _regression_task(0)
+    before = [p.detach().clone() for p in model.parameters()]
+    broken = lambda net, indices: _NaNGradient.apply(losses(net, indices))  # noqa: E731
+    with pytest.raises(FloatingPointError, match="a gradient is NaN or infinite"):
+        train(model, optimizer, broken, 40, 8, 1, dev, 0, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
 def test_batch_loss_is_the_mean_in_one_process_and_batches_cover_every_example():
     losses = torch.tensor([1.0, 2.0, 6.0])
     assert float(batch_loss(losses, 3)) == pytest.approx(3.0)
@@ -313,6 +334,53 @@ def test_runner_records_methods_the_polytope_cannot_run(tmp_path, monkeypatch):
     )
     assert len(report.records) == 1 and report.records[0].status == "unsupported"
     assert "n/a: this polytope has no marginals" in report.table()
+
+
+def test_runner_records_numerical_failures_and_goes_on(tmp_path, monkeypatch):
+    class SingularOnOddSeeds(torch.nn.Module):
+        def __init__(self, polytope):
+            super().__init__()
+            self.polytope = polytope
+
+        def forward(self, scores, lengths=None):
+            if torch.initial_seed() == 1:
+                torch.linalg.inv(torch.zeros(2, 2))
+            if torch.initial_seed() == 3:
+                raise spigot.ProjectionError("SPIGOT backward: 1 projection(s) stalled")
+            return self.polytope.map(scores, lengths)
+
+    monkeypatch.setattr(
+        spigot.autodiff,
+        "ESTIMATORS",
+        {"spigot": spigot.SPIGOT, "fragile": SingularOnOddSeeds},
+        raising=False,
+    )
+    lines = []
+    report = run_experiment(
+        "tiny-clusters",
+        seeds=4,
+        methods=["fragile"],
+        run_dir=tmp_path,
+        progress=False,
+        log=lines.append,
+    )
+    assert [r.status for r in report.records] == ["ok", "failed", "ok", "failed"]
+    assert report.records[3].message == "ProjectionError: SPIGOT backward: 1 projection(s) stalled"
+    assert "LinAlgError: linalg.inv" in report.records[1].message  # torch's class: _LinAlgError
+    assert "seed 1: failed (" in lines[1]
+    row = next(line for line in report.table().splitlines() if line.startswith("| fragile"))
+    assert "| 2 (2 failed) |" in row
+    assert "- fragile seed 1: _LinAlgError: linalg.inv" in report.markdown_section()
+    again = run_experiment(
+        "tiny-clusters", seeds=4, methods=["fragile"], run_dir=tmp_path, progress=False, log=None
+    )
+    assert again.records == report.records  # the failure is a finished run, read back
+
+
+def test_results_table_row_of_a_method_whose_runs_all_failed():
+    records = [RunRecord("spigot", s, status="failed", message="singular") for s in (0, 1)]
+    row = results_table(records, (Metric("accuracy", "acc (%)"),)).splitlines()[2]
+    assert row == "| spigot | failed: singular | 0 (2 failed) |  |"
 
 
 def test_runner_rejects_bad_arguments(tmp_path):

@@ -22,6 +22,9 @@ from spigot.experiments.methods import ordered_methods
 OK = "ok"
 #: A method that the experiment's polytope does not support.
 UNSUPPORTED = "unsupported"
+#: A run stopped by a numerical failure (a diverged loss or gradient, a singular matrix, a
+#: projection short of its tolerance); see its message.
+FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class RunRecord:
     method, seed
         Which run.
     status
-        :data:`OK` or :data:`UNSUPPORTED`.
+        :data:`OK`, :data:`UNSUPPORTED` or :data:`FAILED`.
     metrics
         Metric key -> value (empty when unsupported).
     seconds
@@ -71,7 +74,7 @@ class RunRecord:
     resumed
         Whether that attempt resumed from a checkpoint.
     message
-        Why the method is unsupported, when it is.
+        Why the method is unsupported, or why the run failed.
     """
 
     method: str
@@ -96,7 +99,8 @@ def results_table(records: Sequence[RunRecord], metrics: Sequence[Metric]) -> st
     """A markdown table: one row per method (table order), ``mean ± std`` over its seeds.
 
     Columns: the method, each metric, the number of seeds and the mean seconds per run. An
-    unsupported method's row says so instead of numbers.
+    unsupported method's row says so instead of numbers; failed runs are left out of the
+    means, and the seed count says how many failed (``4 (1 failed)``).
     """
     if not metrics:
         raise ValueError("metrics must name at least one column")
@@ -108,12 +112,15 @@ def results_table(records: Sequence[RunRecord], metrics: Sequence[Metric]) -> st
     for method in ordered_methods(r.method for r in records):
         runs = [r for r in records if r.method == method]
         done = [r for r in runs if r.status == OK]
+        failed = sum(r.status == FAILED for r in runs)
+        count = str(len(done)) + (f" ({failed} failed)" if failed else "")
         if not done:
             reason = next((r.message for r in runs if r.message), "not supported")
-            cells = [f"n/a: {_one_line(reason)}"] + [""] * (len(metrics) - 1) + ["0", ""]
+            label = "failed" if failed else "n/a"
+            cells = [f"{label}: {one_line(reason)}"] + [""] * (len(metrics) - 1) + [count, ""]
         else:
             cells = [m.format([r.metrics[m.key] for r in done]) for m in metrics]
-            cells += [str(len(done)), f"{statistics.fmean(r.seconds for r in done):.1f}"]
+            cells += [count, f"{statistics.fmean(r.seconds for r in done):.1f}"]
         lines.append("| " + " | ".join([method, *cells]) + " |")
     return "\n".join(lines)
 
@@ -153,5 +160,6 @@ def update_results_file(path: Path | str, name: str, section: str) -> None:
     path.write_text(text)
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """``text`` on one line, without the ``|`` that would break a markdown table cell."""
     return " ".join(text.split()).replace("|", "/")

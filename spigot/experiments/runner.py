@@ -11,18 +11,28 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from spigot.errors import UnsupportedOperation
+from spigot.errors import ProjectionError, UnsupportedOperation
 from spigot.experiments import distributed
+from spigot.experiments.blas_threads import blas_threads
 from spigot.experiments.methods import check_methods
 from spigot.experiments.registry import Experiment, check_preset, config_id, get_experiment
 from spigot.experiments.reproducibility import check_seed
-from spigot.experiments.results import OK, UNSUPPORTED, RunRecord, format_duration, results_table
+from spigot.experiments.results import (
+    FAILED,
+    OK,
+    UNSUPPORTED,
+    RunRecord,
+    format_duration,
+    one_line,
+    results_table,
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,10 @@ class ExperimentReport:
             "",
             self.table(),
         ]
+        failures = [r for r in self.records if r.status == FAILED]
+        if failures:
+            lines += ["", "Failed runs (left out of the means):", ""]
+            lines += [f"- {r.method} seed {r.seed}: {r.message}" for r in failures]
         if any(r.resumed for r in self.records):
             lines += [
                 "",
@@ -128,11 +142,13 @@ def run_experiment(
     log
         Called with one line per finished run (main process only); ``None`` for silence.
     threads
-        torch's intra-op threads during the call (restored afterwards); ``None`` keeps the
-        current setting. One thread is the default: the models are small, and extra threads
-        mostly add synchronisation (under load from other processes, a 2-thread run of
-        ``clusters`` measured several times slower than a 1-thread one). For parallelism, run
-        under ``torchrun``.
+        torch's intra-op threads, and the threads of numpy's and scipy's OpenBLAS (see
+        :mod:`~spigot.experiments.blas_threads`), during the call (restored afterwards);
+        ``None`` keeps the current settings. One thread is the default: the models are small,
+        and extra threads mostly add synchronisation (under load from other processes, a
+        2-thread run of ``clusters`` measured several times slower than a 1-thread one, and a
+        2-thread SVD of numpy 35 times slower than a 1-thread one). For parallelism, run under
+        ``torchrun``.
     """
     experiment = get_experiment(name)
     preset = check_preset(preset)
@@ -147,18 +163,19 @@ def run_experiment(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _run_all(
-            experiment,
-            preset,
-            config,
-            chosen,
-            seed_list,
-            Path(run_dir),
-            fresh,
-            progress,
-            command,
-            log,
-        )
+        with blas_threads(threads) if threads is not None else nullcontext():
+            return _run_all(
+                experiment,
+                preset,
+                config,
+                chosen,
+                seed_list,
+                Path(run_dir),
+                fresh,
+                progress,
+                command,
+                log,
+            )
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -219,6 +236,11 @@ def _run_one(
         metrics = experiment.run(method, seed, config, workdir, progress)
     except UnsupportedOperation as error:
         record = RunRecord(method, seed, UNSUPPORTED, message=str(error))
+    except (FloatingPointError, torch.linalg.LinAlgError, ProjectionError) as error:
+        # a numerical failure of this run is a result too: record it, go on with the others
+        message = f"{type(error).__name__}: {one_line(str(error))}"
+        seconds = time.perf_counter() - started
+        record = RunRecord(method, seed, FAILED, seconds=seconds, message=message)
     else:
         missing = [m.key for m in experiment.metrics if m.key not in metrics]
         if missing:
@@ -237,6 +259,8 @@ def _run_one(
 
 
 def _summary(experiment: Experiment, record: RunRecord) -> str:
+    if record.status == FAILED:
+        return f"{experiment.name} {record.method} seed {record.seed}: failed ({record.message})"
     if record.status != OK:
         return f"{experiment.name} {record.method}: not supported ({record.message})"
     values = ", ".join(

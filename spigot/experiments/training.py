@@ -82,7 +82,7 @@ def backward_batch(
     Raises
     ------
     FloatingPointError
-        A loss is NaN or infinite.
+        A loss or a parameter's gradient is NaN or infinite.
     """
     mine = distributed.shard(indices)
     if mine.numel() == 0:
@@ -94,6 +94,11 @@ def backward_batch(
             "the training loss is NaN or infinite; training diverged (try a smaller learning rate)"
         )
     batch_loss(losses, len(indices)).backward()
+    if not all(bool(torch.isfinite(p.grad).all()) for p in net.parameters() if p.grad is not None):
+        raise FloatingPointError(
+            "a gradient is NaN or infinite (the loss is finite): a layer's backward pass failed "
+            "numerically; training stopped before the update"
+        )
     return float(losses.detach().sum()), int(mine.numel())
 
 

@@ -1,0 +1,121 @@
+"""The sentiment experiment on a small real subset: data plumbing, model, every method, seeds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from spigot.experiments import available_methods, get_experiment
+from spigot.experiments.arc_parser import ArcParser
+from spigot.experiments.data import ROOT, matrix_to_heads
+from spigot.experiments.latent_tree import ChainScores
+from spigot.experiments.sentiment import (
+    MovieReviewSubset,
+    SentimentConfig,
+    build_sentiment_model,
+    chain_fraction,
+    load_sentiment_data,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+SMALL = SentimentConfig(
+    data=MovieReviewSubset(max_words=8, n_train=48, n_dev=16, n_test=16),
+    hidden_dim=6,
+    arc_dim=5,
+    gcn_dim=6,
+    epochs=1,
+    batch_size=16,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_data_are_short_sentences_with_a_root_token_and_glove_vectors():
+    data = load_sentiment_data(SMALL.data)
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 48, "dev": 16, "test": 16}
+    root = data.vocabulary.index(ROOT)
+    for split in data.splits.values():
+        assert split.tokens.shape[2] == 1 and torch.all(split.tokens[:, 0, 0] == root)
+        assert torch.all((split.lengths >= 2) & (split.lengths <= 8))
+        positions = torch.arange(split.tokens.shape[1])
+        padding = positions[None, :] > split.lengths[:, None]
+        assert torch.all(split.tokens[..., 0][padding] == 0)
+        assert torch.all(split.tokens[..., 0][~padding] > 0)
+        assert set(split.labels.tolist()) <= {0, 1}
+    assert data.vectors.shape == (len(data.vocabulary), 50)
+    assert load_sentiment_data(SMALL.data) is data  # cached
+    tokens, lengths, labels = data.splits["train"].batch(torch.tensor([0, 5]))
+    assert tokens.shape[1] == int(lengths.max()) + 1 and labels.shape == (2,)
+
+
+def test_subsets_are_fixed_by_their_seed():
+    a = load_sentiment_data(SMALL.data).splits["train"]
+    b = load_sentiment_data(dataclasses.replace(SMALL.data, seed=1)).splits["train"]
+    assert not torch.equal(a.labels, b.labels) or not torch.equal(a.lengths, b.lengths)
+    with pytest.raises(ValueError, match="max_words must be at least 2"):
+        load_sentiment_data(dataclasses.replace(SMALL.data, max_words=1))
+
+
+def test_model_shapes_and_the_pipeline_reads_the_chain():
+    data = load_sentiment_data(SMALL.data)
+    tokens, lengths, _ = data.splits["dev"].batch(torch.arange(4))
+    model = build_sentiment_model("pipeline", SMALL, data.vectors).eval()
+    assert isinstance(model.tree.scorer, ChainScores)
+    assert not any(p.requires_grad for p in model.tree.parameters())
+    logits, arcs = model(tokens, lengths)
+    assert logits.shape == (4, 2) and arcs.shape == tokens.shape[:2] + (tokens.shape[1],)
+    for b in range(4):
+        n = int(lengths[b])
+        assert matrix_to_heads(arcs[b], n) == list(range(n))
+    assert chain_fraction(arcs, lengths) == (int(lengths.sum()), int(lengths.sum()))
+    learned = build_sentiment_model("spigot", SMALL, data.vectors)
+    assert isinstance(learned.tree.scorer, ArcParser)
+    assert learned.tree.scale == 1.0
+    assert build_sentiment_model("sparsemap", SMALL, data.vectors).tree.scale == 50.0
+
+
+@pytest.mark.parametrize("method", available_methods())
+def test_one_training_step_of_every_method_is_finite_and_reaches_the_parser(method):
+    data = load_sentiment_data(SMALL.data)
+    torch.manual_seed(0)
+    model = build_sentiment_model(method, SMALL, data.vectors).train()
+    tokens, lengths, labels = data.splits["train"].batch(torch.arange(8))
+    logits, arcs = model(tokens, lengths)
+    # summed, not averaged: I-MLE's gradient is 0 unless lambda * g flips a perturbed argmax
+    loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.classify.weight.grad.abs().sum() > 0
+    if method != "pipeline":
+        parser_grad = sum(
+            p.grad.abs().sum() for p in model.tree.scorer.parameters() if p.grad is not None
+        )
+        assert parser_grad > 0
+
+
+def test_a_run_is_deterministic_per_seed_and_resumes(tmp_path):
+    experiment = get_experiment("sentiment")
+    first = experiment.run("ste-i", 3, SMALL, tmp_path / "a", progress=False)
+    assert set(first) == {m.key for m in experiment.metrics}
+    assert all(0.0 <= v <= 1.0 for v in first.values())
+    assert experiment.run("ste-i", 3, SMALL, tmp_path / "b", progress=False) == first
+    assert experiment.run("ste-i", 3, SMALL, tmp_path / "a", progress=False) == first
+
+
+def test_presets_and_description():
+    experiment = get_experiment("sentiment")
+    full, demo = experiment.config("full"), experiment.config("demo")
+    assert demo.data.n_train < full.data.n_train and demo.epochs < full.epochs
+    assert full.estimator_options["spigot"] == {"solver": "relaxed"}
+    text = experiment.describe(SMALL)
+    assert "48 / 16 / 16 train / dev / test" in text and "chain" in text
