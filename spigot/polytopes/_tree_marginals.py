@@ -62,12 +62,19 @@ def word_mask(lengths: torch.Tensor | None, size: int, batch: int, device: torch
 
 
 def arc_mask(lengths: torch.Tensor | None, size: int, batch: int, device: torch.device) -> torch.Tensor:
-    """``(B, size, size)`` boolean: True on the arcs ``h -> m`` with ``h != m``, ``m`` a word, ``h <= n``."""
-    words = word_mask(lengths, size, batch, device)
-    nodes = words.clone()
-    nodes[:, 0] = True
-    eye = torch.eye(size, dtype=torch.bool, device=device)
-    return nodes[:, :, None] & words[:, None, :] & ~eye
+    """``(B, size, size)`` boolean: True on the arcs ``h -> m`` with ``h != m``, ``m`` a word, ``h <= n``.
+
+    Without ``lengths`` every instance has the same mask, returned as an expanded (read-only)
+    view of one ``(size, size)`` matrix.
+    """
+    positions = torch.arange(size, device=device)
+    off_diagonal = positions[:, None] != positions[None, :]
+    if lengths is None:
+        return (off_diagonal & (positions >= 1)[None, :]).expand(batch, size, size)
+    last = lengths.to(device)[:, None, None]
+    nodes = positions[None, :, None] <= last
+    words = (positions[None, None, :] >= 1) & (positions[None, None, :] <= last)
+    return nodes & words & off_diagonal
 
 
 def matrix_tree_marginals(
