@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from spigot import HeadSelection
+from spigot.polytopes._tree_marginals import arc_mask
 from spigot.solvers import project_simplex
 from spigot.solvers._simplex_kernel import simplex_projections
 from spigot.solvers.projections import simplex_threshold
@@ -60,6 +61,16 @@ def test_head_selection_projection_is_differentiable():
     lengths = torch.tensor([4, 2])
     project = closed_form_for(HeadSelection())
     assert torch.autograd.gradcheck(lambda t: project(HeadSelection(), t, lengths), (x,))
+
+
+def test_compiled_head_selection_projection_agrees_with_the_torch_path():
+    x = torch.randn(16, 12, 12, dtype=torch.float64) * 3.0
+    lengths = torch.randint(1, 12, (16,))
+    valid = arc_mask(lengths, 12, 16, x.device).transpose(-1, -2)
+    columns = x.transpose(-1, -2)
+    expected = ((columns - simplex_threshold(columns, valid)).clamp(min=0.0) * valid).transpose(-1, -2)
+    p = closed_form_for(HeadSelection())(HeadSelection(), x, lengths)
+    torch.testing.assert_close(p, expected)
 
 
 def test_head_selection_projection_follows_float32():

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 from spigot._batch import Array, as_batch
 from spigot.polytopes import Budget, HeadSelection, Polytope, ProductOfSimplices, Simplex, UnitCube
 from spigot.polytopes._tree_marginals import arc_mask
+from spigot.solvers._simplex_kernel import head_selection_projections
 from spigot.solvers.base import Solver, assemble
 from spigot.solvers.projections import (
+    jvp_sum_constrained,
     project_box,
     project_budget,
     project_product_of_simplices,
@@ -74,12 +77,38 @@ register_closed_form(
 )
 
 
+class _HeadSelectionProjection(torch.autograd.Function):
+    """Columns onto simplices; on CPU tensors one compiled pass over the batch, no masks built."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        batch, size, _ = x.shape
+        if x.device.type == "cpu":
+            columns = x.detach().transpose(-1, -2).to(torch.float64).contiguous().numpy()
+            out = np.zeros_like(columns)
+            n = np.full(batch, size - 1) if lengths is None else lengths.cpu().numpy().astype(np.int64)
+            head_selection_projections(columns, n, out)
+            p = torch.from_numpy(out).to(x.dtype).transpose(-1, -2)
+        else:
+            valid = arc_mask(lengths, size, batch, x.device).transpose(-1, -2)
+            p = project_simplex(x.transpose(-1, -2), mask=valid, validate=False).transpose(-1, -2)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (p,) = ctx.saved_tensors
+        jvp = jvp_sum_constrained(grad.transpose(-1, -2), (p > 0).transpose(-1, -2))
+        return jvp.transpose(-1, -2), None
+
+
 def _project_head_selection(poly: HeadSelection, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Project every column ``x[:, m]`` onto the simplex over the heads ``h != m``, ``h <= n``."""
-    batch, size, _ = x.shape
-    heads_last = x.transpose(-1, -2)  # [m, h]
-    valid = arc_mask(lengths, size, batch, x.device).transpose(-1, -2)
-    return project_simplex(heads_last, mask=valid, validate=False).transpose(-1, -2)
+    """Project every column ``x[:, m]`` onto the simplex over the heads ``h != m``, ``h <= n``.
+
+    The Jacobian is that of each column's simplex projection (see
+    :mod:`spigot.solvers.projections`), taken along the heads axis.
+    """
+    return _HeadSelectionProjection.apply(x, lengths)
 
 
 register_closed_form(HeadSelection, _project_head_selection)

@@ -80,7 +80,7 @@ def _cpu_projection(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return torch.from_numpy(out).to(x.dtype).reshape(x.shape)
 
 
-def _jvp_sum_constrained(g: torch.Tensor, free: torch.Tensor, dims: int = 1) -> torch.Tensor:
+def jvp_sum_constrained(g: torch.Tensor, free: torch.Tensor, dims: int = 1) -> torch.Tensor:
     """``g -> 1_F * (g - <g, 1_F> / |F|)`` over the last ``dims`` axes."""
     free = free.to(g.dtype)
     axes = tuple(range(-dims, 0))
@@ -103,7 +103,7 @@ class _SimplexProjection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (p,) = ctx.saved_tensors
-        return _jvp_sum_constrained(grad, p > 0), None
+        return jvp_sum_constrained(grad, p > 0), None
 
 
 class _BoxProjection(torch.autograd.Function):
@@ -173,7 +173,7 @@ class _BudgetProjection(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         p, active, mask = ctx.saved_tensors
         free = (p > 0) & (p < 1) & mask
-        constrained = _jvp_sum_constrained(grad, free)
+        constrained = jvp_sum_constrained(grad, free)
         return torch.where(active, constrained, grad * free), None, None, None
 
 
