@@ -287,6 +287,63 @@ def test_projection_matches_the_cpu(case, solver_name, dtype, target_device):
         _check_result(points, solver.run(polytope, x, lens, init=reference.x), target_device, dtype, "init=x")
 
 
+#: Tensor methods through which data can leave (or be moved between) devices.
+_TRANSFERS = ("cpu", "to", "numpy", "tolist", "item")
+
+
+def _count_transfers(monkeypatch, run: Callable[[], Any]) -> int:
+    calls = []
+    for method in _TRANSFERS:
+        original = getattr(torch.Tensor, method)
+
+        def counting(self, *args, _original=original, _method=method, **kwargs):
+            calls.append(_method)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, counting)
+    try:
+        run()
+    finally:
+        monkeypatch.undo()
+    return len(calls)
+
+
+def _transfer_scenarios(device: torch.device) -> dict[str, Callable[[torch.Tensor, torch.Tensor], Any]]:
+    tree = Arborescence()
+
+    def backward(module, x, n):
+        leaf = x.to(device).requires_grad_(True)
+        out = module(leaf, lengths=n.to(device))
+        torch.autograd.grad(out, leaf, torch.ones_like(out))
+
+    active_set = get_solver("active-set")
+    return {
+        "map (compiled tree kernel)": lambda x, n: tree.map(x.to(device), n.to(device)),
+        "map (map_one loop)": lambda x, n: ExactlyTwo().map(x.to(device)[:, 0], n.to(device)),
+        "marginals": lambda x, n: tree.marginals(x.to(device), n.to(device)),
+        "active-set projection": lambda x, n: active_set.run(tree, x.to(device), n.to(device)),
+        "warm-started projection": lambda x, n: active_set.run(
+            tree, x.to(device), n.to(device), init=active_set.run(tree, x.to(device), n.to(device))
+        ),
+        "cvxpy projection": lambda x, n: get_solver("cvxpy").run(tree, x.to(device), n.to(device)),
+        "spigot": lambda x, n: backward(make_estimator("spigot", tree), x, n),
+        "sparsemap": lambda x, n: backward(make_estimator("sparsemap", tree), x, n),
+    }
+
+
+@pytest.mark.parametrize("scenario", list(_transfer_scenarios(torch.device("cpu"))))
+def test_host_transfers_do_not_grow_with_the_batch(scenario, target_device, monkeypatch):
+    """Work that runs on the CPU moves a batch to host memory once, never once per instance."""
+    run = _transfer_scenarios(target_device)[scenario]
+    counts = []
+    for batch in (2, 6):
+        x = torch.from_numpy(np.random.default_rng(batch).normal(size=(batch, 5, 5)))
+        lengths = torch.tensor([4, 2, 3, 4, 1, 3][:batch])
+        run(x, lengths)  # warm caches (compilation, cvxpy problems) before counting
+        counts.append(_count_transfers(monkeypatch, lambda: run(x, lengths)))
+    assert counts[0] == counts[1], f"{scenario}: {counts[0]} transfers for 2 instances, {counts[1]} for 6"
+
+
 def test_projection_of_numpy_and_single_instances_keeps_their_form(target_device):
     x = torch.randn(5, dtype=torch.float32, device=target_device)
     result = Simplex().project(x, solver="active-set")
