@@ -344,7 +344,7 @@ def test_host_transfers_do_not_grow_with_the_batch(scenario, target_device, monk
     assert counts[0] == counts[1], f"{scenario}: {counts[0]} transfers for 2 instances, {counts[1]} for 6"
 
 
-def test_projection_of_numpy_and_single_instances_keeps_their_form(target_device):
+def test_single_instance_projection_stays_on_the_device(target_device):
     x = torch.randn(5, dtype=torch.float32, device=target_device)
     result = Simplex().project(x, solver="active-set")
     _assert_on(result.x, target_device, torch.float32, "x")

@@ -124,6 +124,10 @@ class ActiveSetState:
 class ActiveSet(InstanceSolver):
     r"""Wolfe's min-norm-point active-set method: exact, needs only ``map_one``.
 
+    Runs on the CPU (float64 numpy, the polytope's ``map_one`` as oracle): a batch on a GPU is
+    copied to host memory once per batch and the results moved back once (see
+    :class:`~spigot.solvers.base.InstanceSolver`).
+
     Parameters
     ----------
     tol
@@ -134,10 +138,6 @@ class ActiveSet(InstanceSolver):
     init
         Warm start: a previous :class:`ProjectionResult` or points near which to start (see
         :class:`~spigot.solvers.base.InstanceSolver`); the default starts at :math:`\mathrm{map}(x)`.
-
-    Runs on the CPU (float64 numpy, the polytope's ``map_one`` as oracle): a batch on a GPU is
-    copied to host memory once per batch and the results moved back once (see
-    :class:`~spigot.solvers.base.InstanceSolver`).
     """
 
     name = "active-set"

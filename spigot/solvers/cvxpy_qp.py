@@ -31,6 +31,9 @@ from spigot.solvers.result import CONVERGED, FAILED, STALLED, ProjectionResult
 class CvxpyQP(Solver):
     """Exact QP projection through cvxpy (Clarabel by default, tight tolerances).
 
+    Runs on the CPU: a batch on a GPU is copied to host memory once per batch and the
+    projections moved back once.
+
     Parameters
     ----------
     tol
@@ -39,9 +42,6 @@ class CvxpyQP(Solver):
         Interior-point iteration limit.
     backend
         The cvxpy solver name (``"CLARABEL"``; any installed QP solver works).
-
-    Runs on the CPU: a batch on a GPU is copied to host memory once per batch and the
-    projections moved back once.
     """
 
     name = "cvxpy"

@@ -42,6 +42,9 @@ _REFRESH = 64  # recompute p from the weights every this many iterations, agains
 class FrankWolfe(InstanceSolver):
     r"""Vanilla Frank-Wolfe with exact line search.
 
+    Runs on the CPU: a batch on a GPU is copied to host memory once per batch and the results
+    moved back once.
+
     Parameters
     ----------
     tol
@@ -51,9 +54,6 @@ class FrankWolfe(InstanceSolver):
     init
         Warm start (see :class:`~spigot.solvers.base.InstanceSolver`); default
         :math:`\mathrm{map}(x)`.
-
-    Runs on the CPU: a batch on a GPU is copied to host memory once per batch and the results
-    moved back once.
     """
 
     name = "frank-wolfe"
