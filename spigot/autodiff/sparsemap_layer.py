@@ -32,6 +32,11 @@ Solvers. ``solver="exact"`` (the default) uses its active-set method whenever th
 closed form would be chosen, because closed forms return no active set; the ``relaxed``
 solver differentiates through the active set of the relaxation; other solvers that return no
 active set (``closed-form``, ``cvxpy``) are refused with a clear error.
+
+Devices: the vertex-based solvers and the face completion of the backward pass run on the CPU
+(float64 numpy, the polytope's ``map_one``). For a batch on a GPU, the scores, the incoming
+gradient and the active sets are copied to host memory once per batch (never once per
+instance), and the output and the gradient go back to the input's device once.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from spigot.autodiff._common import (
 from spigot.errors import ProjectionError
 from spigot.polytopes.base import Polytope
 from spigot.solvers.active_set import ActiveSet
-from spigot.solvers.base import InstanceSolver, Solver
+from spigot.solvers.base import InstanceSolver, Solver, host_arrays
 from spigot.solvers.exact import Exact
 from spigot.solvers.registry import get_solver
 from spigot.solvers.relaxed import Relaxed
@@ -177,10 +182,6 @@ def face_basis(
     return basis
 
 
-def _as_numpy(a: Any) -> np.ndarray:
-    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-
-
 class _SparseMAPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores, polytope, solver, target_polytope, lengths, on_failure):
@@ -197,11 +198,13 @@ class _SparseMAPFunction(torch.autograd.Function):
         check_gradient(grad_p)
         batch: Batch = ctx.batch
         result = ctx.result
+        # one transfer to host memory per batch: the gradient, the inputs, the active sets
         g = grad_p.reshape(batch.values.shape).detach().cpu().double().numpy()
+        active_sets, all_weights = host_arrays(result.active_set), host_arrays(result.weights)
         parts = []
-        for i, (xi, sl) in enumerate(zip(batch.instances(), batch.slices)):
-            vertices = _as_numpy(result.active_set[i])[(slice(None), *sl)].astype(np.float64)
-            weights = _as_numpy(result.weights[i]).astype(np.float64)
+        instances = zip(batch.instances(), batch.slices, active_sets, all_weights)
+        for i, (xi, sl, active, weights) in enumerate(instances):
+            vertices = active[(slice(None), *sl)]
             # the solver's float64 point, not result.x, which is rounded to the input's dtype
             pi = np.tensordot(weights, vertices, axes=1)
             basis = face_basis(ctx.target_polytope, xi, pi, vertices, weights)

@@ -51,6 +51,11 @@ class Polytope(ABC):
     - :meth:`check_event_shape`, :meth:`valid_slices`, :meth:`min_length`,
       :meth:`max_length`: shape rules, when the defaults (any non-empty shape; ``lengths``
       counts entries of the first event axis) do not fit.
+
+    Devices: every public method returns its result on the input's device with its dtype.
+    :meth:`map_one` runs on the CPU, so the default :meth:`map_batch` copies a batch on
+    another device (a GPU) to host memory once per batch and moves the vertices back once;
+    each built-in family says where its oracle and marginals run.
     """
 
     #: How many trailing axes make one instance.
@@ -115,7 +120,9 @@ class Polytope(ABC):
         Returns
         -------
         Tensor ``(B, *event_shape)`` on the device and with the dtype of ``scores``, padded
-        entries 0. The default calls :meth:`map_one` on each instance; override it for speed.
+        entries 0. The default calls :meth:`map_one` on each instance, on the CPU: the batch is
+        copied to host memory once and the vertices are moved back to the device of ``scores``
+        once (never once per instance). Override it for speed.
         """
         event_shape = tuple(scores.shape[1:])
         values = scores.detach().cpu().numpy().astype(np.float64, copy=False)

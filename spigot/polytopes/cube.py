@@ -1,4 +1,7 @@
-"""The unit cube and its budget slices: any subset, exactly k, or at most k of d items."""
+"""The unit cube and its budget slices: any subset, exactly k, or at most k of d items.
+
+MAP and marginals are batched torch and run on the input's device (no host transfer).
+"""
 
 from __future__ import annotations
 

@@ -20,6 +20,10 @@ it then gets, with no other code,
   ``cvxpy`` through the constraints, ``ad3``) and the SPIGOT layer.
 
 ad3 is imported only when a MAP is solved; without it, the error names the install command.
+
+Devices: ad3 and HiGHS run on the CPU. :meth:`~FactorGraphPolytope.map`,
+:meth:`~FactorGraphPolytope.map_ad3` and the certificates copy a batch on a GPU to host memory
+once per batch (never once per instance) and move the vertices back to its device once.
 """
 
 from __future__ import annotations
@@ -122,7 +126,8 @@ class FactorGraphPolytope(Polytope):
         """Batched MAP by ad3's own exact MAP, ``solve_exact_map_ad3`` (same contract as :meth:`map`).
 
         Branch and bound over AD3, whatever oracle :meth:`map` uses. It may be slow on
-        degenerate (tied) scores, where :meth:`map` is the robust choice.
+        degenerate (tied) scores, where :meth:`map` is the robust choice. ad3 runs on the CPU:
+        the batch is copied to host memory once and the vertices go back to its device once.
 
         Raises
         ------
@@ -172,7 +177,8 @@ class LocalPolytope(Polytope):
       threshold), with the exact LP deciding where ad3 stops at its iteration limit; the
       ``ad3`` solver uses it.
 
-    Shapes follow the wrapped polytope.
+    Shapes follow the wrapped polytope. Both oracles run on the CPU: a batch on a GPU is copied
+    to host memory once per batch and the vertices moved back once.
 
     Parameters
     ----------

@@ -18,6 +18,12 @@ labels, per head), hence totally unimodular: the local polytope *is* :math:`\mat
 and the ``cvxpy`` projection is exact. The default MAP is combinatorial: per arc the best
 non-unique label if its score is positive, and per head a maximum-weight assignment of unique
 labels to modifiers (``scipy.optimize.linear_sum_assignment``) on the gains over that fallback.
+
+Devices: :class:`LabeledArcs` (MAP, marginals, closed-form projection) and a
+:class:`SemanticGraph` without unique labels run in torch on the input's device. The MAP of a
+:class:`SemanticGraph` with unique labels (the assignment) and everything ad3 or cvxpy solves
+run on the CPU: a batch on a GPU is copied to host memory once per batch (never once per
+instance) and the result moved back once.
 """
 
 from __future__ import annotations
@@ -162,8 +168,9 @@ class SemanticGraph(_LabeledGraph):
 
     Vertices are the 0/1 arrays :math:`y` of shape ``(n+1, n+1, L)`` (see the module) with
     :math:`\sum_l y_{hml} \le 1` for every arc and :math:`\sum_m y_{hml} \le 1` for every head
-    :math:`h` and unique label :math:`l \in U`. MAP is combinatorial (exact); :meth:`map_ad3`
-    solves it with ad3 instead. :meth:`relaxation` is :class:`LabeledArcs`.
+    :math:`h` and unique label :math:`l \in U`. MAP is combinatorial (exact; with unique labels
+    it runs on the CPU, one host transfer per batch each way); :meth:`map_ad3` solves it with
+    ad3 instead. :meth:`relaxation` is :class:`LabeledArcs`.
 
     Parameters
     ----------

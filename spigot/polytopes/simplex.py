@@ -1,4 +1,7 @@
-"""The probability simplex and products of simplices: one choice among k, or one per group."""
+"""The probability simplex and products of simplices: one choice among k, or one per group.
+
+MAP and marginals are batched torch and run on the input's device (no host transfer).
+"""
 
 from __future__ import annotations
 

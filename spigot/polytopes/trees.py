@@ -8,6 +8,12 @@ the root) and the diagonal are not arcs: they are ignored in scores and 0 in ver
 
 The MAP oracles are compiled (:mod:`spigot.polytopes._tree_kernels`) and run over the whole
 batch in one call; the marginals are batched torch (:mod:`spigot.polytopes._tree_marginals`).
+
+Devices: the compiled MAP oracles of :class:`Arborescence`, :class:`ProjectiveTree` and
+:class:`SpanningTree` run on the CPU: a batch on a GPU is copied to host memory once per batch
+(never once per instance) and the vertices are moved back to its device once. The marginals
+and :class:`HeadSelection`'s MAP (torch off the CPU, a compiled sweep on it) run on the
+input's device.
 Exact projections onto these polytopes come from the MAP-only solvers (``active-set``, the
 Frank-Wolfe family) and, for :class:`Arborescence` and :class:`SpanningTree`, from ``cvxpy``
 through an exact extended formulation; :class:`HeadSelection`, the relaxation of the SPIGOT
@@ -90,6 +96,8 @@ class HeadSelection(_DependencyPolytope):
     it contains every dependency tree polytope. MAP takes each column's best head; the
     marginals are a softmax over each column's heads; the exact projection is the sort-based
     simplex projection of every column (the ``closed-form`` solver, :math:`O(n^2 \log n)`).
+    All three run on the input's device (the MAP by a compiled sweep on CPU tensors, by torch
+    elsewhere).
     """
 
     def map_one(self, scores: np.ndarray) -> np.ndarray:
@@ -138,7 +146,8 @@ class Arborescence(_DependencyPolytope):
     -----
     - **MAP**: dense Tarjan/Chu-Liu-Edmonds in :math:`O(n^2)` per tree; the single-root
       optimum is exact, from one contraction of the words and an :math:`O(n)` expansion per
-      candidate root child (see :mod:`spigot.polytopes._tree_kernels`).
+      candidate root child (see :mod:`spigot.polytopes._tree_kernels`). Compiled CPU code: a
+      batch on a GPU is copied to host memory once per batch and the trees moved back once.
     - **Marginals**: the matrix-tree theorem (Koo et al. 2007), differentiable.
     - **Constraints**: an exact extended formulation. With :math:`z \ge 0`, one unit of
       in-degree per word and none into the root, the arborescence polytope is cut out by
@@ -191,8 +200,10 @@ class ProjectiveTree(_DependencyPolytope):
 
     Notes
     -----
-    MAP is Eisner's :math:`O(n^3)` algorithm, compiled and batched; the marginals come from
-    the inside-outside algorithm in log space (autograd through the inside pass). The
+    MAP is Eisner's :math:`O(n^3)` algorithm, compiled and batched (on the CPU: a batch on a
+    GPU is copied to host memory once per batch and the trees moved back once); the marginals
+    come from the inside-outside algorithm in log space (autograd through the inside pass), on
+    the input's device. The
     relaxation is :class:`HeadSelection`. There are no cvxpy constraints; exact projections
     use the MAP-only solvers.
     """
@@ -231,11 +242,12 @@ class SpanningTree(Polytope):
     triangle are not edges (ignored in scores, 0 in vertices). ``lengths`` counts nodes, so
     instance ``b`` occupies ``[:n_b, :n_b]``; a single node has the empty tree.
 
-    MAP is Prim's algorithm (:math:`O(n^2)`, compiled, batched); the marginals come from
-    Kirchhoff's matrix-tree theorem; the cvxpy constraints orient the tree away from node 0
-    (:math:`x_{ij} = y_{ij} + y_{ji}`, :math:`y` in the multi-root arborescence formulation of
-    :class:`Arborescence`), an exact extended formulation because orienting is a bijection
-    between spanning trees and arborescences rooted at 0.
+    MAP is Prim's algorithm (:math:`O(n^2)`, compiled, batched, on the CPU: a batch on a GPU is
+    copied to host memory once per batch and the trees moved back once); the marginals come from
+    Kirchhoff's matrix-tree theorem, on the input's device; the cvxpy constraints orient the
+    tree away from node 0 (:math:`x_{ij} = y_{ij} + y_{ji}`, :math:`y` in the multi-root
+    arborescence formulation of :class:`Arborescence`), an exact extended formulation because
+    orienting is a bijection between spanning trees and arborescences rooted at 0.
     """
 
     event_ndim = 2

@@ -124,6 +124,10 @@ class ActiveSetState:
 class ActiveSet(InstanceSolver):
     r"""Wolfe's min-norm-point active-set method: exact, needs only ``map_one``.
 
+    Runs on the CPU (float64 numpy, the polytope's ``map_one`` as oracle): a batch on a GPU is
+    copied to host memory once per batch and the results moved back once (see
+    :class:`~spigot.solvers.base.InstanceSolver`).
+
     Parameters
     ----------
     tol

@@ -14,6 +14,10 @@ on the polytope's factor graph, through the polytope's ``ad3_map_one``:
 convex combination of oracle outputs, and after the run its certificate gap is computed with
 the polytope's own exact MAP, like every solver's; ``success`` says whether the gap reached
 ``tol`` within the budget.
+
+ad3 runs on the CPU: a batch on a GPU is copied to host memory once per batch (never once per
+instance), and the projection, active sets and weights go back to the input's device in one
+transfer each (see :class:`~spigot.solvers.base.InstanceSolver`).
 """
 
 from __future__ import annotations

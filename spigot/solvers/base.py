@@ -76,11 +76,11 @@ def assemble(
     status_t = torch.tensor(status, dtype=torch.int64)
     vertices = None
     if active_set is not None:
-        vertices = tuple(_follow(batch, torch.from_numpy(a)) for a in active_set)
-        weights = tuple(_follow(batch, torch.from_numpy(w), event=False) for w in weights)
+        vertices = _follow(batch, active_set)
+        weights = _follow(batch, weights, event=False)
     return ProjectionResult(
         x=batch.restore(p),
-        gap=batch.restore(gap.cpu(), event=False),
+        gap=batch.restore(gap, event=False),
         nit=batch.restore(torch.tensor(nit, dtype=torch.int64), event=False),
         success=batch.restore(status_t == CONVERGED, event=False),
         status=batch.restore(status_t, event=False),
@@ -90,12 +90,17 @@ def assemble(
     )
 
 
-def _follow(batch: Batch, t: torch.Tensor, event: bool = True) -> Array:
-    """Convert an auxiliary array to the caller's library, device and (for events) dtype."""
-    if batch.as_numpy:
-        return t.numpy()
-    t = t.to(batch.values.device)
-    return t.to(batch.values.dtype) if event else t
+def _follow(batch: Batch, parts: list[np.ndarray], event: bool = True) -> tuple[Array, ...]:
+    """Per-instance float64 arrays ``(m_b, ...)`` in the caller's library, device and (for events) dtype.
+
+    Torch callers get views of one tensor that is moved to their device in a single transfer
+    (never one per instance).
+    """
+    if batch.as_numpy or not parts:
+        return tuple(parts)
+    flat = torch.from_numpy(np.concatenate(parts))
+    flat = flat.to(device=batch.values.device, dtype=batch.values.dtype if event else flat.dtype)
+    return torch.split(flat, [len(a) for a in parts])
 
 
 @dataclass
@@ -118,6 +123,12 @@ class InstanceSolver(Solver):
     previous :class:`ProjectionResult` on the same batch (its active sets are reused) or an
     array shaped like ``x`` whose instances are points near which to start: the first vertex
     is :math:`\\mathrm{map}(2 z - 1)`, which is ``z`` itself when ``z`` is a vertex.
+
+    Device: these solvers run on the CPU, in float64 numpy. A batch on another device (a GPU)
+    is copied to host memory once per batch, never once per instance; the projection, the
+    active sets and their weights go back to the input's device in one transfer each, and the
+    certificate is computed there by the polytope's batched oracle (see its docs for where
+    that oracle runs).
     """
 
     vertex_based: ClassVar[bool] = True
@@ -176,10 +187,8 @@ class InstanceSolver(Solver):
                     "init must be a ProjectionResult with one active set per instance of x "
                     f"({batch.size}), from a vertex-based solver"
                 )
-            return [
-                (_to_numpy(v)[(slice(None), *sl)].astype(np.float64), _to_numpy(w).astype(np.float64))
-                for v, w, sl in zip(init.active_set, init.weights, batch.slices)
-            ]
+            vertices, weights = host_arrays(init.active_set), host_arrays(init.weights)
+            return [(v[(slice(None), *sl)], w) for v, w, sl in zip(vertices, weights, batch.slices)]
         points, _ = to_tensor(init, "init")
         expected = (*batch.batch_shape, *batch.event_shape)
         if tuple(points.shape) != expected:
@@ -209,8 +218,16 @@ def flat_start(start: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.nda
     return vertices.reshape(len(weights), -1)[keep], weights[keep] / weights[keep].sum()
 
 
-def _to_numpy(a: Array) -> np.ndarray:
-    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+def host_arrays(parts: tuple[Array, ...]) -> list[np.ndarray]:
+    """Per-instance arrays (an active set or its weights, on any device) as float64 numpy copies.
+
+    Tensors are gathered and moved to host memory in one transfer, not one per instance.
+    """
+    if parts and all(isinstance(a, torch.Tensor) for a in parts):
+        sizes = [len(a) for a in parts]
+        flat = torch.cat([a.detach() for a in parts]).cpu().numpy().astype(np.float64)
+        return np.split(flat, np.cumsum(sizes)[:-1])
+    return [np.array(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a, dtype=np.float64) for a in parts]
 
 
 def _embed_vertices(batch: Batch, i: int, vertices: np.ndarray) -> np.ndarray:

@@ -44,7 +44,12 @@ def closed_form_for(polytope: Polytope) -> ClosedForm | None:
 
 @register_solver("closed-form")
 class ClosedFormSolver(Solver):
-    """Exact projection by a registered closed form (batched torch; no iterations)."""
+    """Exact projection by a registered closed form (batched torch; no iterations).
+
+    The built-in closed forms run on the input's device with no host transfer (on CPU tensors
+    the simplex projection uses a compiled kernel instead); the certificate uses the polytope's
+    batched oracle.
+    """
 
     name = "closed-form"
     exact = True

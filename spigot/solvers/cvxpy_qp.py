@@ -7,6 +7,10 @@ another instance of that shape reuses the canonicalisation. The objective is sol
 equivalent, scaled form :math:`\tfrac{1}{2c}\|p\|^2 - \langle p, x / c\rangle` with
 :math:`c = \max(1, \|x\|_\infty)`: without it, interior-point solvers declare well-posed
 projections of huge inputs (:math:`|x| \sim 10^8`) infeasible.
+
+cvxpy and its QP solvers run on the CPU: a batch on a GPU is copied to host memory once per
+batch (never once per instance), solved there in float64, and the projections go back to the
+input's device in one transfer.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from spigot.solvers.result import CONVERGED, FAILED, STALLED, ProjectionResult
 @register_solver("cvxpy")
 class CvxpyQP(Solver):
     """Exact QP projection through cvxpy (Clarabel by default, tight tolerances).
+
+    Runs on the CPU: a batch on a GPU is copied to host memory once per batch and the
+    projections moved back once.
 
     Parameters
     ----------

@@ -34,6 +34,9 @@ def register_exact_solver(polytope_type: type[Polytope], solver: str, **options:
 class Exact(Solver):
     """A registered closed form, else a registered exact solver, else the MAP-only active-set method.
 
+    The chosen solver decides where the work runs: closed forms on the input's device, the
+    others on the CPU with one host transfer per batch each way.
+
     Parameters
     ----------
     tol, max_iter, init

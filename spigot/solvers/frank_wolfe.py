@@ -10,7 +10,10 @@ stop on it. The objective is quadratic, so the line search is exact:
   polytopes; Lacoste-Julien and Jaggi 2015);
 - :class:`PairwiseFrankWolfe`: moves weight from the worst active vertex to :math:`v`.
 
-All three keep the iterate as an explicit convex combination of the vertices visited.
+All three keep the iterate as an explicit convex combination of the vertices visited. They run
+on the CPU (float64 numpy, the polytope's ``map_one`` as oracle): a batch on a GPU is copied to
+host memory once per batch and the results moved back once (see
+:class:`~spigot.solvers.base.InstanceSolver`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ _REFRESH = 64  # recompute p from the weights every this many iterations, agains
 
 class FrankWolfe(InstanceSolver):
     r"""Vanilla Frank-Wolfe with exact line search.
+
+    Runs on the CPU: a batch on a GPU is copied to host memory once per batch and the results
+    moved back once.
 
     Parameters
     ----------

@@ -48,7 +48,8 @@ class Relaxed(Solver):
     Parameters
     ----------
     inner
-        Solver (name or instance) used on the relaxation; ``"exact"`` by default.
+        Solver (name or instance) used on the relaxation; ``"exact"`` by default; it decides
+        where the projection runs (a registered procedure runs on the input's device).
     inner_options
         Options for ``inner`` when it is a name.
     """
