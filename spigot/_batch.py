@@ -60,11 +60,15 @@ class Batch:
         return any(_normalize(s, self.event_shape) != full for s in self.slices)
 
     def mask(self) -> torch.Tensor:
-        """Boolean tensor ``(B, *event_shape)``, True on every valid entry."""
-        mask = torch.zeros(self.values.shape, dtype=torch.bool, device=self.values.device)
+        """Boolean tensor ``(B, *event_shape)``, True on every valid entry.
+
+        Built on the host and moved to the values' device in one copy (no per-instance work
+        on the device).
+        """
+        mask = np.zeros(tuple(self.values.shape), dtype=np.bool_)
         for i, sl in enumerate(self.slices):
             mask[(i, *sl)] = True
-        return mask
+        return torch.from_numpy(mask).to(self.values.device)
 
     def instance(self, i: int) -> np.ndarray:
         """The valid region of instance ``i`` as a float64 numpy array (a copy)."""

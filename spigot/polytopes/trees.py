@@ -8,6 +8,11 @@ the root) and the diagonal are not arcs: they are ignored in scores and 0 in ver
 
 The MAP oracles are compiled (:mod:`spigot.polytopes._tree_kernels`) and run over the whole
 batch in one call; the marginals are batched torch (:mod:`spigot.polytopes._tree_marginals`).
+On a GPU (any non-CPU device) a tree MAP copies the whole batch of scores to the host once,
+runs the compiled kernel over it, and copies the batch of vertices back once, in the scores'
+dtype: two transfers per batch, none per sentence. :class:`HeadSelection`'s MAP and its
+closed-form projection stay on the device (batched torch; the projection is the sort-based
+simplex projection of :mod:`spigot.solvers.projections`, with no host synchronisation).
 Exact projections onto these polytopes come from the MAP-only solvers (``active-set``, the
 Frank-Wolfe family) and, for :class:`Arborescence` and :class:`SpanningTree`, from ``cvxpy``
 through an exact extended formulation; :class:`HeadSelection`, the relaxation of the SPIGOT
@@ -101,6 +106,7 @@ class HeadSelection(_DependencyPolytope):
         return vertex
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Each column's best head: a compiled sweep on CPU, batched torch on the device elsewhere."""
         batch, size, _ = scores.shape
         if scores.device.type == "cpu":  # one compiled sweep; torch ops elsewhere
             values = _as_float64(scores)
@@ -161,6 +167,7 @@ class Arborescence(_DependencyPolytope):
         return _heads_to_vertex(heads)
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Compiled Tarjan over the whole batch; off the CPU, one copy to the host and one back."""
         values = _as_float64(scores)
         out = np.zeros_like(values)
         lens = _lengths_array(lengths, values.shape[0], values.shape[1] - 1)
