@@ -256,6 +256,10 @@ def project_simplex(
     .. math:: \Pi_\Delta(x) = \operatorname*{argmin}_{p \ge 0,\ \mathbf{1}^\top p = 1} \|p - x\|^2
               = (x - \tau \mathbf{1})_+ .
 
+    On CPU tensors a compiled kernel (Michelot's fixed point, no sort) computes the projection;
+    on other devices the sort-based threshold (:func:`simplex_threshold`) does, with no host
+    synchronisation. Both are exact: they agree up to rounding in the working dtype.
+
     Parameters
     ----------
     x
@@ -269,10 +273,6 @@ def project_simplex(
     validate
         Check for NaN/inf and the range of ``lengths``: one host synchronisation on a GPU, and
         the only one (``validate=False`` runs forward and backward without any).
-
-    On CPU tensors a compiled kernel (Michelot's fixed point, no sort) computes the projection;
-    on other devices the sort-based threshold (:func:`simplex_threshold`) does, with no host
-    synchronisation. Both are exact: they agree up to rounding in the working dtype.
     """
     tensor, as_numpy, m = _prepare(x, lengths, -1, "x", validate)
     if mask is not None:
