@@ -6,19 +6,21 @@ outputs are 0 and receive no gradient), and has a hand-written backward pass: th
 Jacobian-vector product of the projection, which is symmetric, so it serves as the
 vector-Jacobian product as well. numpy arrays are accepted and returned as numpy.
 
-On CPU tensors the simplex projection is a compiled row-by-row pass
-(Michelot's fixed point, no sort: :mod:`spigot.solvers._simplex_kernel`); on any other device
-(CUDA) it is the sort-based threshold of Held, Wolfe and Crowder (sort, cumulative sum, count,
-gather), whose work does not depend on the data, so it runs with no host synchronisation.
-The budget threshold comes from sorted breakpoints on every device.
+On CPU tensors the simplex projection is a compiled row-by-row pass (Michelot's fixed point,
+no sort: :mod:`spigot.solvers._simplex_kernel`); on any other device (CUDA) it is the sort-based
+threshold of Held, Wolfe and Crowder (sort, cumulative sum, count, gather), a fixed sequence of
+batched operations that needs no host synchronisation. The budget threshold comes from sorted
+breakpoints on every device. No fused variant (``torch.compile``, Triton) is offered: whether
+one is faster has not been measured on a GPU yet (``spigot bench --device cuda``).
 
 **Host synchronisation.** With ``validate=False`` the forward and backward passes of all four
 projections are pure device work: no ``.item()``, ``bool(tensor)``, ``.tolist()``,
-``torch.equal``, ``nonzero`` or Python branch on tensor values (``lengths`` given on the host are
-copied to the device once, a small blocking copy; pass them on the device to avoid it). With
-``validate=True`` (the default) every check (finite entries, the range of ``lengths``, the
-budget's valid entries) is folded into one flag read back once: one host synchronisation per
-call, and only that one (more only when a check fails, to word the error).
+``torch.equal``, ``nonzero`` or Python branch on tensor values. (``lengths``, or the simplex's
+``mask``, given on the host are copied to the device once, a small blocking copy; pass them on
+the device to avoid it.) With ``validate=True`` (the default) every check (finite entries, the
+range of ``lengths``, the budget's valid entries) is folded into one flag read back once: one
+host synchronisation per call, and only that one (more only when a check fails, to word the
+error).
 
 All four polytopes are of the form :math:`\{p : 0 \le p \le u,\ \sum_i p_i \,\square\, r\}`, whose
 projection is :math:`p = \mathrm{clip}(x - \tau, 0, u)` for a scalar threshold :math:`\tau`.
