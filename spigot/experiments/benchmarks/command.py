@@ -43,7 +43,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--only",
         type=_section_list,
         metavar="S1,S2",
-        help="comma-separated sections to run (default: all); the page keeps the others as they were",
+        help="comma-separated sections to run (default: all those of --device); the page keeps the others as they were",
     )
     parser.add_argument(
         "--quick",
