@@ -8,6 +8,7 @@ import pytest
 
 from spigot import cli
 from spigot.experiments.benchmarks import SECTIONS, read_sections, section_names, update_benchmarks_file
+from spigot.experiments.benchmarks.report import PLACEHOLDERS
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # peers' deprecation and solver-accuracy warnings
 
@@ -17,7 +18,7 @@ def test_help_describes_every_option(capsys):
         cli.main(["bench", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--only", "--quick", "--rounds", "--threads", "--seed", "--output", "--no-write", "--json"):
+    for option in ("--only", "--quick", "--rounds", "--threads", "--seed", "--output", "--no-write", "--json", "--device"):
         assert option in out, option
     for name in section_names():
         assert name in out
@@ -29,11 +30,13 @@ def test_quick_run_rewrites_every_installed_section(tmp_path, capsys):
     out = capsys.readouterr().out
     text = page.read_text()
     sections = read_sections(text)
-    installed = [s.name for s in SECTIONS if not s.missing_peers()]
-    assert list(sections) == installed and installed
+    installed = [s.name for s in SECTIONS if s.device == "cpu" and not s.missing_peers()]
+    assert list(sections) == installed + ["gpu"] and installed
+    assert sections["gpu"] == PLACEHOLDERS["gpu"]  # a CPU run measures no GPU figure
     assert text.startswith("# Benchmarks")
     command = f"spigot bench --quick --output {page} --json {raw}"
-    for name, body in sections.items():
+    for name in installed:
+        body = sections[name]
         assert body.startswith("## ") and f"Command: `{command}`" in body, name
     if "simplex" in sections:
         assert "x entmax" in out and "Goal **" in sections["simplex"]
@@ -60,13 +63,16 @@ def test_quick_without_output_writes_nothing(tmp_path, monkeypatch, capsys):
 
 def test_unknown_sections_are_refused_by_the_page_writer(tmp_path):
     with pytest.raises(ValueError, match="unknown benchmark section"):
-        update_benchmarks_file(tmp_path / "b.md", {"gpu": "## GPU"}, section_names())
+        update_benchmarks_file(tmp_path / "b.md", {"tpu": "## TPU"}, section_names())
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--only", "gpu"], "unknown section(s) ['gpu']"),
+        (["--only", "tpu"], "unknown section(s) ['tpu']"),
+        (["--only", "gpu"], "section(s) ['gpu'] run with --device cuda, not --device cpu"),
+        (["--device", "cuda", "--only", "simplex,trees"], "section(s) ['simplex', 'trees'] run with --device cpu"),
+        (["--device", "tpu"], "argument --device: invalid choice"),
         (["--only", ","], "unknown section(s)"),
         (["--rounds", "0"], "--rounds: expected a positive integer"),
         (["--quick", "--no-write", "--output", "x.md"], "--no-write and --output exclude each other"),

@@ -83,3 +83,34 @@ def test_training_a_parser_layer_moves_towards_the_gold_tree():
         loss.backward()
         optimizer.step()
     assert torch.equal(layer((inputs @ weights)[None])[0], gold)
+
+
+def test_relaxed_spigot_step_does_no_per_sentence_work_on_the_device():
+    """Forward MAP plus relaxed backward on a padded batch dispatches the same torch operations
+    (and reads the same number of values back) for 2 sentences as for 16: the batch is handled
+    by batched operations and whole-batch copies, never sentence by sentence."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: Counter = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    counts = []
+    for batch in (2, 16):
+        generator = torch.Generator().manual_seed(batch)
+        scores = torch.randn(batch, 8, 8, generator=generator).requires_grad_(True)
+        lengths = torch.randint(2, 8, (batch,), generator=generator)
+        lengths[0] = 7
+        grad = torch.randn(batch, 8, 8, generator=generator)
+        with Count() as mode:
+            spigot(scores, Arborescence(), solver="relaxed", lengths=lengths).backward(grad)
+        assert scores.grad is not None and (scores.grad[1, lengths[1] + 1 :] == 0).all()
+        counts.append(mode.ops)
+    assert counts[0] == counts[1]

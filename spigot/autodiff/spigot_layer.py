@@ -11,6 +11,15 @@ the direction from :math:`z` to the projection of a gradient step taken from it:
 downstream loss prefers. :math:`P` is the polytope (``solver="exact"``) or its relaxation
 (``solver="relaxed"``, as in the reference implementation). The projection is warm-started at
 :math:`z` when the solver supports it.
+
+On a GPU every step is batched: no work is done per sentence on the device and nothing is
+copied per sentence. For dependency trees with ``solver="relaxed"`` the forward pass copies the
+batch of scores to the host once for the compiled MAP and the vertices back once; the backward
+pass projects onto the head-selection relaxation on the device (the closed form of
+:mod:`spigot.solvers.projections`, no host synchronisation of its own). What remains are a few
+host synchronisations per step whatever the batch size: the finite checks of the scores, of the
+incoming gradient and of the projection's input, and reading the projection's certificate
+(``ProjectionResult.gap``) back for the failure check.
 """
 
 from __future__ import annotations

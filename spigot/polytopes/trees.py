@@ -13,7 +13,8 @@ Devices: the compiled MAP oracles of :class:`Arborescence`, :class:`ProjectiveTr
 :class:`SpanningTree` run on the CPU: a batch on a GPU is copied to host memory once per batch
 (never once per instance) and the vertices are moved back to its device once. The marginals
 and :class:`HeadSelection`'s MAP (torch off the CPU, a compiled sweep on it) run on the
-input's device.
+input's device. On a GPU, :class:`HeadSelection`'s closed-form projection is the sort-based
+simplex projection of :mod:`spigot.solvers.projections`, with no host synchronisation.
 Exact projections onto these polytopes come from the MAP-only solvers (``active-set``, the
 Frank-Wolfe family) and, for :class:`Arborescence` and :class:`SpanningTree`, from ``cvxpy``
 through an exact extended formulation; :class:`HeadSelection`, the relaxation of the SPIGOT
@@ -109,6 +110,7 @@ class HeadSelection(_DependencyPolytope):
         return vertex
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Each column's best head: a compiled sweep on CPU, batched torch on the device elsewhere."""
         batch, size, _ = scores.shape
         if scores.device.type == "cpu":  # one compiled sweep; torch ops elsewhere
             values = _as_float64(scores)
@@ -170,6 +172,7 @@ class Arborescence(_DependencyPolytope):
         return _heads_to_vertex(heads)
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Compiled Tarjan over the whole batch; off the CPU, one copy to the host and one back."""
         values = _as_float64(scores)
         out = np.zeros_like(values)
         lens = _lengths_array(lengths, values.shape[0], values.shape[1] - 1)

@@ -9,9 +9,12 @@ Each section module measures one comparison and writes its part of ``docs/benchm
 - :mod:`~spigot.experiments.benchmarks.differentiable`: differentiable projections against
   ``cvxpylayers`` (when installed);
 - :mod:`~spigot.experiments.benchmarks.semantic_graphs`: the semantic-graph projection-error
-  study.
+  study;
+- :mod:`~spigot.experiments.benchmarks.gpu` (``spigot bench --device cuda``): the simplex
+  projection and a SPIGOT step timed on a GPU against the same peers.
 
-:data:`SECTIONS` lists them in page order, with the peer packages each needs;
+:data:`SECTIONS` lists them in page order, with the peer packages each needs and the device it
+measures on (``spigot bench`` runs the CPU sections, ``spigot bench --device cuda`` the GPU one);
 ``spigot bench`` (:mod:`~spigot.experiments.benchmarks.command`) runs a selection and
 :mod:`~spigot.experiments.benchmarks.report` rewrites the page.
 """
@@ -38,11 +41,14 @@ class Section:
         The module whose ``run(settings)`` measures it.
     peers
         Import names of the packages it compares against; it is skipped when one is missing.
+    device
+        ``"cpu"`` or ``"cuda"``: the ``spigot bench --device`` under which it runs.
     """
 
     name: str
     module: str
     peers: tuple[str, ...]
+    device: str = "cpu"
 
     def missing_peers(self) -> list[str]:
         """The peers that do not import here."""
@@ -58,7 +64,11 @@ SECTIONS: tuple[Section, ...] = (
     Section("trees", "spigot.experiments.benchmarks.trees", ("ufal.chu_liu_edmonds", "torch_struct")),
     Section("cvxpylayers", "spigot.experiments.benchmarks.differentiable", ("cvxpylayers.torch",)),
     Section("semantic-graphs", "spigot.experiments.benchmarks.semantic_graphs", ("ad3",)),
+    Section("gpu", "spigot.experiments.benchmarks.gpu", ("entmax", "torch_struct"), device="cuda"),
 )
+
+#: The values of ``spigot bench --device``.
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
 
 
 def section_names() -> list[str]:
@@ -76,6 +86,7 @@ def _imports(name: str) -> bool:
 
 __all__ = [
     "BenchSettings",
+    "DEVICES",
     "SECTIONS",
     "Section",
     "SectionResult",

@@ -27,6 +27,8 @@ class BenchSettings:
         Seed of the random inputs.
     command
         The command line that ran, quoted in every section.
+    device
+        ``"cpu"`` (the CPU sections) or ``"cuda"`` (the GPU section), from ``--device``.
     """
 
     quick: bool = False
@@ -34,6 +36,7 @@ class BenchSettings:
     threads: int = 1
     seed: int = 0
     command: str = "spigot bench"
+    device: str = "cpu"
 
     @property
     def clock(self) -> Clock:

@@ -101,16 +101,27 @@ def bench_projection(settings: BenchSettings, rng: np.random.Generator) -> dict[
     return result
 
 
-def bench_spigot_step(settings: BenchSettings, rng: np.random.Generator, single_root: bool) -> dict[str, Any]:
-    """Comparison 3: a SPIGOT step against torch-struct's marginals, forward and backward."""
+def spigot_step_candidates(
+    rng: np.random.Generator,
+    single_root: bool,
+    batch: int = 32,
+    n: int = 50,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> dict[str, Callable[[], None]]:
+    """Comparison 3's two sides on one batch of scores: ``{"ours": ..., "peer": ...}``.
+
+    ``ours`` is a SPIGOT step (``spigot(..., solver="relaxed")`` forward and ``.backward(g)``),
+    ``peer`` torch-struct's ``NonProjectiveDependencyCRF`` marginals forward and backward on the
+    same scores, both on ``device`` in ``dtype`` (the GPU section reuses them).
+    """
     from torch_struct import NonProjectiveDependencyCRF
 
-    batch, n = 32, 50
-    scores = torch.from_numpy(rng.normal(size=(batch, n + 1, n + 1)))
-    grad = torch.from_numpy(rng.normal(size=(batch, n + 1, n + 1)))
+    scores = torch.from_numpy(rng.normal(size=(batch, n + 1, n + 1))).to(device=device, dtype=dtype)
+    grad = torch.from_numpy(rng.normal(size=(batch, n + 1, n + 1))).to(device=device, dtype=dtype)
     polytope = Arborescence(single_root=single_root)
     # torch-struct: (B, n, n) [head, child] over the words, the root's arcs on the diagonal
-    words = torch.arange(n)
+    words = torch.arange(n, device=scores.device)
     potentials = scores[:, 1:, 1:].clone()
     potentials[:, words, words] = scores[:, 0, 1:]
     peer_grad = grad[:, 1:, 1:].clone()
@@ -123,9 +134,15 @@ def bench_spigot_step(settings: BenchSettings, rng: np.random.Generator, single_
         leaf = potentials.clone().requires_grad_(True)
         NonProjectiveDependencyCRF(leaf, multiroot=not single_root).marginals.backward(peer_grad)
 
+    return {"ours": ours, "peer": peer}
+
+
+def bench_spigot_step(settings: BenchSettings, rng: np.random.Generator, single_root: bool) -> dict[str, Any]:
+    """Comparison 3: a SPIGOT step against torch-struct's marginals, forward and backward."""
+    sides = spigot_step_candidates(rng, single_root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch-struct's distribution warns about arg_constraints
-        row = head_to_head(ours, peer, settings)
+        row = head_to_head(sides["ours"], sides["peer"], settings)
     row["single_root"] = single_root
     return row
 
