@@ -65,27 +65,30 @@ def simplex_projections(values, mask, masked, out):
 
 
 @numba.njit(cache=True)
-def head_selection_projections(columns, lengths, out):
-    """Project each row ``columns[b, m]``, ``1 <= m <= n_b``, onto the simplex over its heads.
+def head_selection_projections(scores, lengths, out):
+    """Project each column ``scores[b, :, m]``, ``1 <= m <= n_b``, onto the simplex over its heads.
 
-    ``columns[b, m, h]`` is the score of the arc ``h -> m`` (the arc-score matrix transposed, so
-    that a word's candidate heads are contiguous); the heads of word ``m`` are the nodes
-    ``h <= n_b`` with ``h != m`` (node 0 is the root). ``out`` must be zero on entry and keeps 0
-    on every other entry.
+    ``scores[b, h, m]`` is the score of the arc ``h -> m``; the heads of word ``m`` are the nodes
+    ``h <= n_b`` with ``h != m`` (node 0 is the root). One gathering pass per column finds its
+    threshold, then one pass in memory order writes ``out``, which must be zero on entry and
+    keeps 0 on every entry that is not an arc.
     """
-    entries = np.empty(columns.shape[2])
-    candidates = np.empty(columns.shape[2])
-    for b in range(columns.shape[0]):
+    size = scores.shape[1]
+    entries = np.empty(size)
+    candidates = np.empty(size)
+    tau = np.empty(size)
+    for b in range(scores.shape[0]):
         nodes = lengths[b] + 1
         for m in range(1, nodes):
-            size = 0
+            count = 0
             top = -np.inf
             for h in range(nodes):
                 if h != m:
-                    entries[size] = columns[b, m, h]
-                    top = max(top, columns[b, m, h])
-                    size += 1
-            tau = _threshold(entries, size, top, candidates)
-            for h in range(nodes):
-                if h != m and columns[b, m, h] > tau:
-                    out[b, m, h] = columns[b, m, h] - tau
+                    entries[count] = scores[b, h, m]
+                    top = max(top, scores[b, h, m])
+                    count += 1
+            tau[m] = _threshold(entries, count, top, candidates)
+        for h in range(nodes):
+            for m in range(1, nodes):
+                if h != m and scores[b, h, m] > tau[m]:
+                    out[b, h, m] = scores[b, h, m] - tau[m]

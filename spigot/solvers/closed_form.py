@@ -89,11 +89,11 @@ class _HeadSelectionProjection(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         batch, size, _ = x.shape
         if x.device.type == "cpu":
-            columns = x.detach().transpose(-1, -2).to(torch.float64).contiguous().numpy()
-            out = np.zeros_like(columns)
+            values = x.detach().to(torch.float64).contiguous().numpy()
+            out = np.zeros_like(values)
             n = np.full(batch, size - 1) if lengths is None else lengths.cpu().numpy().astype(np.int64)
-            head_selection_projections(columns, n, out)
-            p = torch.from_numpy(out).to(x.dtype).transpose(-1, -2)
+            head_selection_projections(values, n, out)
+            p = torch.from_numpy(out).to(x.dtype)
         else:
             valid = arc_mask(lengths, size, batch, x.device).transpose(-1, -2)
             p = project_simplex(x.transpose(-1, -2), mask=valid, validate=False).transpose(-1, -2)
