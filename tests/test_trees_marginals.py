@@ -53,6 +53,65 @@ def test_marginals_are_stable_for_large_scores(polytope):
     np.testing.assert_allclose(mu, brute_force_marginals(scores, vertices), atol=1e-8)
 
 
+def cycle_scores(gap: float, n: int = 5, seed: int = 0) -> np.ndarray:
+    """Words 1 and 2 prefer each other as heads; every other arc scores about ``gap`` lower."""
+    rng = np.random.default_rng(seed)
+    scores = -gap + rng.normal(size=(n + 1, n + 1))
+    scores[1, 2], scores[2, 1] = 0.0, 0.3
+    scores[0, 3:] = rng.normal(size=n - 2)
+    return scores
+
+
+@pytest.mark.parametrize("single_root", [False, True])
+@pytest.mark.parametrize("gap", [30.0, 40.0, 80.0, 300.0])
+def test_marginals_are_accurate_when_the_laplacian_is_singular_to_working_precision(single_root, gap):
+    """Gaps beyond about 37 round the diagonal of the Laplacian (the inverse alone went wrong silently)."""
+    polytope = Arborescence(single_root=single_root)
+    vertices = polytope.vertices((6, 6))
+    scores = np.stack([cycle_scores(gap), np.random.default_rng(1).normal(size=(6, 6))])
+    mu = polytope.marginals(torch.from_numpy(scores)).numpy()
+    for s, m in zip(scores, mu):
+        np.testing.assert_allclose(m, brute_force_marginals(s, vertices), atol=1e-12)
+
+
+@pytest.mark.parametrize("single_root", [False, True])
+def test_marginals_of_widely_spread_scores_with_padding_match_brute_force(single_root):
+    polytope = Arborescence(single_root=single_root)
+    rng = np.random.default_rng(12)
+    scores = rng.normal(size=(30, 7, 7)) * 40.0
+    lengths = rng.integers(1, 7, size=30)
+    mu = polytope.marginals(torch.from_numpy(scores), lengths=torch.from_numpy(lengths)).numpy()
+    for s, m, n in zip(scores, mu, lengths):
+        vertices = polytope.vertices((n + 1, n + 1))
+        np.testing.assert_allclose(m[: n + 1, : n + 1], brute_force_marginals(s[: n + 1, : n + 1], vertices), atol=1e-8)
+        assert not m[n + 1 :].any() and not m[:, n + 1 :].any()
+
+
+@pytest.mark.parametrize("single_root", [False, True])
+def test_accurate_marginals_are_differentiable(single_root):
+    """A batch mixing a well-conditioned and an ill-conditioned instance: gradcheck, no NaN."""
+    scores = torch.from_numpy(np.stack([np.random.default_rng(2).normal(size=(5, 5)), cycle_scores(45.0, n=4)]))
+    polytope = Arborescence(single_root=single_root)
+    x = scores.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: polytope.marginals(t, lengths=torch.tensor([4, 4])), (x,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("single_root", [False, True])
+def test_marginals_beyond_float64_raise_a_clear_error(single_root):
+    scores = torch.from_numpy(np.stack([np.random.default_rng(3).normal(size=(6, 6)), cycle_scores(1000.0)]))
+    with pytest.raises(NumericalError, match=r"undefined in floating point for instance\(s\) \[1\]"):
+        Arborescence(single_root=single_root).marginals(scores)
+
+
+def test_spanning_tree_marginals_with_widely_spread_scores_match_brute_force():
+    polytope = SpanningTree()
+    vertices = polytope.vertices((5, 5))
+    scores = np.random.default_rng(13).normal(size=(20, 5, 5)) * 60.0
+    mu = polytope.marginals(torch.from_numpy(scores)).numpy()
+    for s, m in zip(scores, mu):
+        np.testing.assert_allclose(m, brute_force_marginals(s, vertices), atol=1e-8)
+
+
 @pytest.mark.parametrize("polytope", ALL, ids=repr)
 def test_marginals_lie_in_the_polytope_at_n40(polytope):
     size = event_size(polytope, 40)

@@ -22,6 +22,30 @@ Every tree has exactly one arc entering each word, so subtracting the column max
 Laplacian well scaled. Padded words get an identity block, which leaves the determinant and
 the valid block of the inverse unchanged.
 
+Scaling does not save every instance: when a group of words prefer each other as heads (their
+best heads form a cycle) and every arc into the group scores far lower, the diagonal
+:math:`L_{mm} = \sum_h w_{hm}` rounds the tiny weights away and :math:`L` becomes singular to
+working precision (score gaps of about 37 in float64, 16 in float32). The inverse then gives
+marginals that are silently wrong, not NaN. Every instance is therefore checked: its marginals
+must be finite, lie in :math:`[0, 1]` and sum to 1 over each word's heads, and the 1-norm
+condition number of :math:`L` must leave at least half the working precision; an instance that
+fails is recomputed by the accurate path below.
+
+Accurate path: GTH elimination (Grassmann, Taksar and Heyman 1985)
+--------------------------------------------------------------------
+:math:`L` is an M-matrix whose column ``j`` exceeds the sum of its off-diagonal magnitudes
+by :math:`r_j = w_{0j}` (multi-root). Gaussian elimination keeps that form, and it can be run
+without a single subtraction: with off-diagonal magnitudes :math:`a_{ij} = -L_{ij}`, the pivot
+is :math:`p_k = r_k + \sum_{i > k} a_{ik}`, and eliminating it updates
+:math:`a_{ij} \mathrel{+}= a_{ik} a_{kj} / p_k` and :math:`r_j \mathrel{+}= a_{kj} r_k / p_k`.
+So :math:`\log Z = \sum_k \log p_k` holds to relative working precision for any spread of the
+weights, and the marginals are its gradient (autograd through the elimination, which also
+gives their own derivatives). Single-root trees have one root child ``m``:
+:math:`Z = \sum_m w_{0m} \det L^{(m)}`, where :math:`L^{(m)}` is the Laplacian without the
+root's arcs, with word ``m``'s row and column removed, an M-matrix with excess
+:math:`r_j = w_{mj}`; the ``n`` minors are eliminated as one batch (:math:`O(n^4)`, paid only by
+the instances that need it).
+
 Spanning trees: Kirchhoff's theorem through the same code
 ---------------------------------------------------------
 Orienting every spanning tree away from node 0 is a bijection onto the arborescences rooted at 0
@@ -80,9 +104,43 @@ def arc_mask(lengths: torch.Tensor | None, size: int, batch: int, device: torch.
 def matrix_tree_marginals(
     scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool
 ) -> torch.Tensor:
-    """Arc marginals of non-projective dependency trees ``(B, N, N)``; differentiable."""
+    """Arc marginals of non-projective dependency trees ``(B, N, N)``; differentiable.
+
+    The inverse of the Laplacian gives them for the whole batch; an instance whose result fails
+    the accuracy checks of the module docstring is recomputed by GTH elimination.
+    """
     batch, size, _ = scores.shape
-    dtype = scores.dtype
+    mu, inaccurate = _inverse_marginals(scores, lengths, single_root)
+    if not bool(inaccurate.any()):
+        return mu.to(scores.dtype)
+    bad = torch.nonzero(inaccurate).flatten().tolist()
+    # Rerun the batch with the failing instances' scores replaced by constants, so that no
+    # gradient flows through their ill-conditioned inverses (0 * inf would make it NaN).
+    safe = torch.where(inaccurate[:, None, None], torch.zeros_like(scores).detach(), scores)
+    mu, _ = _inverse_marginals(safe, lengths, single_root)
+    n_words = _word_counts(lengths, batch, size)
+    accurate = []
+    for b in bad:
+        try:
+            accurate.append(_gth_marginals(scores[b], n_words[b], single_root))
+        except NumericalError as error:
+            raise NumericalError(f"matrix-tree marginals are undefined in floating point for instance(s) [{b}]: {error}") from None
+    fixed = torch.zeros(batch, size, size, dtype=mu.dtype, device=mu.device)
+    fixed = fixed.index_put((torch.tensor(bad, device=mu.device),), torch.stack(accurate).to(mu.dtype))
+    return torch.where(inaccurate[:, None, None], fixed, mu).to(scores.dtype)
+
+
+def _word_counts(lengths: torch.Tensor | None, batch: int, size: int) -> list[int]:
+    if lengths is None:
+        return [size - 1] * batch
+    return [int(n) for n in lengths.tolist()]
+
+
+def _inverse_marginals(
+    scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Marginals from the inverse Laplacian (working dtype) and a ``(B,)`` mask of inaccurate ones."""
+    batch, size, _ = scores.shape
     valid = arc_mask(lengths, size, batch, scores.device)
     s = scores.to(working_dtype(scores)).masked_fill(~valid, float("-inf"))
     top = s.amax(dim=1, keepdim=True).detach()
@@ -98,14 +156,6 @@ def matrix_tree_marginals(
     else:
         laplacian = torch.diag_embed(degree + root) - words
     inverse, info = torch.linalg.inv_ex(laplacian)
-    if bool((info != 0).any()) or not bool(torch.isfinite(inverse).all()):
-        bad = torch.nonzero((info != 0) | ~torch.isfinite(inverse).flatten(1).all(dim=1)).flatten().tolist()
-        raise NumericalError(
-            f"matrix-tree marginals are undefined in floating point for instance(s) {bad[:5]}: "
-            "the weights exp(score - column max) of too many arcs underflow to 0 (a word's arc "
-            "scores span more than about 700 in float64, 85 in float32), which leaves the "
-            "Kirchhoff matrix singular; keep the scores on a bounded scale (normalise or clip them)"
-        )
     diagonal = torch.diagonal(inverse, dim1=-2, dim2=-1)  # (B, n): inverse[m, m]
     transposed = inverse.transpose(-1, -2)  # [h, m] -> inverse[m, h]
     if single_root:
@@ -118,7 +168,106 @@ def matrix_tree_marginals(
         mu_root = root * diagonal
     # place the word block at [1:, 1:] and the root's arcs at [0, 1:]
     mu = pad(mu_words, (1, 0, 1, 0)) + pad(mu_root[:, None, :], (1, 0, 0, size - 1))
-    return mu.to(dtype)
+    return mu, _inaccurate(mu.detach(), laplacian.detach(), inverse.detach(), info, padded)
+
+
+def _inaccurate(
+    mu: torch.Tensor, laplacian: torch.Tensor, inverse: torch.Tensor, info: torch.Tensor, padded: torch.Tensor
+) -> torch.Tensor:
+    """``(B,)``: the instances whose marginals fail a necessary condition or may have lost precision.
+
+    Every comparison is written so that NaN fails it; a NaN or infinite inverse also fails the
+    condition-number test.
+    """
+    eps = torch.finfo(mu.dtype).eps
+    tol = eps**0.5
+    heads = mu.sum(dim=1)[:, 1:].masked_fill(padded, 1.0)  # each word has exactly one head
+    flat = mu.flatten(1)
+    condition = _norm_1(laplacian) * _norm_1(inverse)
+    return (
+        (info != 0)
+        | ~((heads - 1.0).abs() <= tol).all(dim=1)
+        | ~(flat.amin(dim=1) >= -tol)
+        | ~(flat.amax(dim=1) <= 1.0 + tol)
+        | ~(condition * eps <= tol)
+    )
+
+
+def _norm_1(matrices: torch.Tensor) -> torch.Tensor:
+    """Induced 1-norms (largest absolute column sum) of ``(B, n, n)`` matrices (0 when n is 0)."""
+    if matrices.shape[-1] == 0:
+        return matrices.new_zeros(matrices.shape[:-2])
+    return matrices.abs().sum(dim=-2).amax(dim=-1)
+
+
+def _gth_log_det(a: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``log det`` of M-matrices ``(K, n, n)`` given their off-diagonal magnitudes ``a`` (its
+    diagonal is ignored) and column excesses ``r`` ``(K, n)``, by GTH elimination (no subtraction).
+
+    Raises :class:`~spigot.NumericalError` when a pivot underflows to 0.
+    """
+    log_det = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
+    for _ in range(a.shape[-1]):  # the diagonal of ``a`` is carried along but never read
+        below = a[:, 1:, 0]  # a_ik, i > k
+        right = a[:, 0, 1:]  # a_kj, j > k
+        pivot = r[:, 0] + below.sum(dim=-1)
+        if not bool((pivot > 0).all()):
+            raise NumericalError(
+                "every tree's weight exp(score - column max) underflows to 0 (the arc scores "
+                "span more than about 700 in float64, 85 in float32); keep the scores on a "
+                "bounded scale (normalise or clip them)"
+            )
+        log_det = log_det + torch.log(pivot)
+        a = a[:, 1:, 1:] + below[:, :, None] * right[:, None, :] / pivot[:, None, None]
+        r = r[:, 1:] + right * (r[:, :1] / pivot[:, None])
+    return log_det
+
+
+def _gth_log_partition(scores: torch.Tensor, single_root: bool) -> torch.Tensor:
+    """``log Z`` of one instance's arborescences, scores ``(n + 1, n + 1)`` (no padding)."""
+    nodes = scores.shape[-1]
+    n = nodes - 1
+    arcs = ~torch.eye(nodes, dtype=torch.bool, device=scores.device)
+    arcs[:, 0] = False  # nothing enters the root
+    masked = scores.masked_fill(~arcs, float("-inf"))
+    top = masked.amax(dim=0).detach()
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    log_weights = masked - top  # column maximum 0, -inf off the arcs
+    weights = torch.exp(log_weights)
+    offset = top[1:].sum()
+    words = weights[1:, 1:]  # [h, m] between words
+    if not single_root:
+        return offset + _gth_log_det(words[None], weights[0, 1:][None])[0]
+    if n == 1:
+        return offset + log_weights[0, 1]
+    others = torch.stack([torch.cat([torch.arange(m), torch.arange(m + 1, n)]) for m in range(n)]).to(scores.device)
+    minors = words[others[:, :, None], others[:, None, :]]  # (n, n - 1, n - 1): word m removed
+    excess = words[torch.arange(n, device=scores.device)[:, None], others]  # w_{m j}, j != m
+    return offset + torch.logsumexp(log_weights[0, 1:] + _gth_log_det(minors, excess), dim=0)
+
+
+def _gth_marginals(scores: torch.Tensor, n: int, single_root: bool) -> torch.Tensor:
+    """Marginals ``(N, N)`` of one instance with ``n`` words, as the gradient of its GTH ``log Z``.
+
+    Computed in float64 on any device (a rare path). Differentiable (the gradient is taken with
+    ``create_graph``) when ``scores`` requires grad. Raises :class:`~spigot.NumericalError` when
+    even this path cannot represent the result: pivots below about 1e-154 (score gaps beyond
+    about 350) overflow the squares in the gradient.
+    """
+    size = scores.shape[-1]
+    s = scores[: n + 1, : n + 1].to(torch.float64)
+    with torch.enable_grad():
+        leaf = s if s.requires_grad else s.detach().requires_grad_(True)
+        log_z = _gth_log_partition(leaf, single_root)
+        (mu,) = torch.autograd.grad(log_z, leaf, create_graph=s.requires_grad)
+    heads = mu.detach().sum(dim=0)[1:]
+    if not bool(torch.isfinite(mu).all()) or not bool(((heads - 1.0).abs() <= 1e-8).all()):
+        raise NumericalError(
+            "the arc scores span too widely for float64 (tree weights below about 1e-154 of the "
+            "best, score gaps beyond about 350); keep the scores on a bounded scale (normalise or "
+            "clip them)"
+        )
+    return pad(mu, (0, size - n - 1, 0, size - n - 1))
 
 
 def spanning_tree_marginals(scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
