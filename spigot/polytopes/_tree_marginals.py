@@ -39,7 +39,8 @@ without a single subtraction: with off-diagonal magnitudes :math:`a_{ij} = -L_{i
 is :math:`p_k = r_k + \sum_{i > k} a_{ik}`, and eliminating it updates
 :math:`a_{ij} \mathrel{+}= a_{ik} a_{kj} / p_k` and :math:`r_j \mathrel{+}= a_{kj} r_k / p_k`.
 So :math:`\log Z = \sum_k \log p_k` holds to relative working precision for any spread of the
-weights, and the marginals are its gradient (autograd through the elimination, which also
+weights that float64 represents (score gaps up to about 350; beyond, a
+:class:`~spigot.NumericalError`), and the marginals are its gradient (autograd through the elimination, which also
 gives their own derivatives). Single-root trees have one root child ``m``:
 :math:`Z = \sum_m w_{0m} \det L^{(m)}`, where :math:`L^{(m)}` is the Laplacian without the
 root's arcs, with word ``m``'s row and column removed, an M-matrix with excess
@@ -113,27 +114,15 @@ def matrix_tree_marginals(
     mu, inaccurate = _inverse_marginals(scores, lengths, single_root)
     if not bool(inaccurate.any()):
         return mu.to(scores.dtype)
-    bad = torch.nonzero(inaccurate).flatten().tolist()
+    bad = torch.nonzero(inaccurate).flatten()
     # Rerun the batch with the failing instances' scores replaced by constants, so that no
     # gradient flows through their ill-conditioned inverses (0 * inf would make it NaN).
     safe = torch.where(inaccurate[:, None, None], torch.zeros_like(scores).detach(), scores)
     mu, _ = _inverse_marginals(safe, lengths, single_root)
-    n_words = _word_counts(lengths, batch, size)
-    accurate = []
-    for b in bad:
-        try:
-            accurate.append(_gth_marginals(scores[b], n_words[b], single_root))
-        except NumericalError as error:
-            raise NumericalError(f"matrix-tree marginals are undefined in floating point for instance(s) [{b}]: {error}") from None
-    fixed = torch.zeros(batch, size, size, dtype=mu.dtype, device=mu.device)
-    fixed = fixed.index_put((torch.tensor(bad, device=mu.device),), torch.stack(accurate).to(mu.dtype))
+    bad_lengths = None if lengths is None else lengths.to(scores.device)[bad]
+    accurate = _gth_marginals(scores[bad], bad_lengths, single_root, bad)
+    fixed = torch.zeros(batch, size, size, dtype=mu.dtype, device=mu.device).index_put((bad,), accurate.to(mu.dtype))
     return torch.where(inaccurate[:, None, None], fixed, mu).to(scores.dtype)
-
-
-def _word_counts(lengths: torch.Tensor | None, batch: int, size: int) -> list[int]:
-    if lengths is None:
-        return [size - 1] * batch
-    return [int(n) for n in lengths.tolist()]
 
 
 def _inverse_marginals(
@@ -204,70 +193,77 @@ def _gth_log_det(a: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """``log det`` of M-matrices ``(K, n, n)`` given their off-diagonal magnitudes ``a`` (its
     diagonal is ignored) and column excesses ``r`` ``(K, n)``, by GTH elimination (no subtraction).
 
-    Raises :class:`~spigot.NumericalError` when a pivot underflows to 0.
+    A pivot that underflows to 0 gives ``-inf``.
     """
     log_det = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
     for _ in range(a.shape[-1]):  # the diagonal of ``a`` is carried along but never read
         below = a[:, 1:, 0]  # a_ik, i > k
         right = a[:, 0, 1:]  # a_kj, j > k
         pivot = r[:, 0] + below.sum(dim=-1)
-        if not bool((pivot > 0).all()):
-            raise NumericalError(
-                "every tree's weight exp(score - column max) underflows to 0 (the arc scores "
-                "span more than about 700 in float64, 85 in float32); keep the scores on a "
-                "bounded scale (normalise or clip them)"
-            )
         log_det = log_det + torch.log(pivot)
         a = a[:, 1:, 1:] + below[:, :, None] * right[:, None, :] / pivot[:, None, None]
         r = r[:, 1:] + right * (r[:, :1] / pivot[:, None])
     return log_det
 
 
-def _gth_log_partition(scores: torch.Tensor, single_root: bool) -> torch.Tensor:
-    """``log Z`` of one instance's arborescences, scores ``(n + 1, n + 1)`` (no padding)."""
-    nodes = scores.shape[-1]
-    n = nodes - 1
-    arcs = ~torch.eye(nodes, dtype=torch.bool, device=scores.device)
-    arcs[:, 0] = False  # nothing enters the root
-    masked = scores.masked_fill(~arcs, float("-inf"))
-    top = masked.amax(dim=0).detach()
+def _gth_log_partition(scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool) -> torch.Tensor:
+    """``log Z`` ``(K,)`` of arborescences by GTH elimination; scores ``(K, N, N)`` (float64).
+
+    Padded words get an excess of 1 and no arcs, so they add pivots of 1; in the single-root case
+    the minors of padded words are computed the same way and weighted by ``exp(-inf) = 0``.
+    """
+    count, size, _ = scores.shape
+    n = size - 1
+    device = scores.device
+    valid = arc_mask(lengths, size, count, device)
+    masked = scores.masked_fill(~valid, float("-inf"))
+    top = masked.amax(dim=1, keepdim=True).detach()
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     log_weights = masked - top  # column maximum 0, -inf off the arcs
     weights = torch.exp(log_weights)
-    offset = top[1:].sum()
-    words = weights[1:, 1:]  # [h, m] between words
+    offset = top[:, 0, 1:].sum(dim=-1)
+    words = weights[:, 1:, 1:]  # [h, m] between words
+    padded = (~word_mask(lengths, size, count, device)[:, 1:]).to(scores.dtype)
     if not single_root:
-        return offset + _gth_log_det(words[None], weights[0, 1:][None])[0]
+        return offset + _gth_log_det(words, weights[:, 0, 1:] + padded)
     if n == 1:
-        return offset + log_weights[0, 1]
-    others = torch.stack([torch.cat([torch.arange(m), torch.arange(m + 1, n)]) for m in range(n)]).to(scores.device)
-    minors = words[others[:, :, None], others[:, None, :]]  # (n, n - 1, n - 1): word m removed
-    excess = words[torch.arange(n, device=scores.device)[:, None], others]  # w_{m j}, j != m
-    return offset + torch.logsumexp(log_weights[0, 1:] + _gth_log_det(minors, excess), dim=0)
+        return offset + log_weights[:, 0, 1]
+    others = torch.stack([torch.cat([torch.arange(m), torch.arange(m + 1, n)]) for m in range(n)]).to(device)
+    minors = words[:, others[:, :, None], others[:, None, :]]  # (K, n, n - 1, n - 1): word m removed
+    excess = words[:, torch.arange(n, device=device)[:, None], others]  # w_{m j}, j != m
+    excess = excess + padded[:, others]
+    excess = torch.where(padded[:, :, None] > 0, torch.ones_like(excess), excess)  # padded m: benign
+    log_dets = _gth_log_det(minors.reshape(count * n, n - 1, n - 1), excess.reshape(count * n, n - 1))
+    return offset + torch.logsumexp(log_weights[:, 0, 1:] + log_dets.reshape(count, n), dim=1)
 
 
-def _gth_marginals(scores: torch.Tensor, n: int, single_root: bool) -> torch.Tensor:
-    """Marginals ``(N, N)`` of one instance with ``n`` words, as the gradient of its GTH ``log Z``.
+def _gth_marginals(
+    scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool, indices: torch.Tensor
+) -> torch.Tensor:
+    """Marginals ``(K, N, N)`` as the gradient of the GTH ``log Z``, in float64 on any device.
 
-    Computed in float64 on any device (a rare path). Differentiable (the gradient is taken with
-    ``create_graph``) when ``scores`` requires grad. Raises :class:`~spigot.NumericalError` when
-    even this path cannot represent the result: pivots below about 1e-154 (score gaps beyond
-    about 350) overflow the squares in the gradient.
+    Differentiable (the gradient is taken with ``create_graph``) when ``scores`` requires grad.
+    Raises :class:`~spigot.NumericalError` naming the instances (``indices``: their places in
+    the caller's batch) whose result even
+    float64 cannot hold: tree weights that underflow to 0, or pivots below about 1e-154 (score
+    gaps beyond about 350) that overflow the squares in the gradient.
     """
-    size = scores.shape[-1]
-    s = scores[: n + 1, : n + 1].to(torch.float64)
+    s = scores.to(torch.float64)
     with torch.enable_grad():
         leaf = s if s.requires_grad else s.detach().requires_grad_(True)
-        log_z = _gth_log_partition(leaf, single_root)
-        (mu,) = torch.autograd.grad(log_z, leaf, create_graph=s.requires_grad)
-    heads = mu.detach().sum(dim=0)[1:]
-    if not bool(torch.isfinite(mu).all()) or not bool(((heads - 1.0).abs() <= 1e-8).all()):
+        log_z = _gth_log_partition(leaf, lengths, single_root)
+        (mu,) = torch.autograd.grad(log_z.sum(), leaf, create_graph=s.requires_grad)
+    padded = ~word_mask(lengths, s.shape[-1], s.shape[0], s.device)[:, 1:]
+    heads = mu.detach().sum(dim=1)[:, 1:].masked_fill(padded, 1.0)
+    failed = ~torch.isfinite(mu.detach()).flatten(1).all(dim=1) | ~((heads - 1.0).abs() <= 1e-8).all(dim=1)
+    if bool(failed.any()):
         raise NumericalError(
-            "the arc scores span too widely for float64 (tree weights below about 1e-154 of the "
-            "best, score gaps beyond about 350); keep the scores on a bounded scale (normalise or "
-            "clip them)"
+            "matrix-tree marginals are undefined in floating point for instance(s) "
+            f"{indices[failed].tolist()[:5]}: the arc scores span too widely for float64 (tree "
+            "weights below about 1e-154 of the best, score gaps beyond about 350, or underflowing "
+            "to 0 beyond about 700); keep the scores on a bounded scale (normalise or clip them)"
         )
-    return pad(mu, (0, size - n - 1, 0, size - n - 1))
+    return mu
 
 
 def spanning_tree_marginals(scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
