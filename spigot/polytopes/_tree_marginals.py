@@ -27,9 +27,9 @@ best heads form a cycle) and every arc into the group scores far lower, the diag
 :math:`L_{mm} = \sum_h w_{hm}` rounds the tiny weights away and :math:`L` becomes singular to
 working precision (score gaps of about 37 in float64, 16 in float32). The inverse then gives
 marginals that are silently wrong, not NaN. Every instance is therefore checked: its marginals
-must be finite, lie in :math:`[0, 1]` and sum to 1 over each word's heads, and the 1-norm
-condition number of :math:`L` must leave at least half the working precision; an instance that
-fails is recomputed by the accurate path below.
+must lie in :math:`[0, 1]` and sum to 1 over each word's heads, to within 1e-6 in float64 (1e-3
+in float32), and the 1-norm condition number of :math:`L` must leave at least one accurate digit;
+an instance that fails is recomputed by the accurate path below.
 
 Accurate path: GTH elimination (Grassmann, Taksar and Heyman 1985)
 --------------------------------------------------------------------
@@ -160,16 +160,24 @@ def _inverse_marginals(
     return mu, _inaccurate(mu.detach(), laplacian.detach(), inverse.detach(), info, padded)
 
 
+#: Accepted error of the marginals from the inverse, by working dtype: the largest deviation of a
+#: word's head marginals from summing to 1, and of an entry from [0, 1].
+TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-3}
+
+
 def _inaccurate(
     mu: torch.Tensor, laplacian: torch.Tensor, inverse: torch.Tensor, info: torch.Tensor, padded: torch.Tensor
 ) -> torch.Tensor:
     """``(B,)``: the instances whose marginals fail a necessary condition or may have lost precision.
 
-    Every comparison is written so that NaN fails it; a NaN or infinite inverse also fails the
-    condition-number test.
+    Each word's head marginals must sum to 1 and each entry lie in [0, 1], within
+    :data:`TOLERANCE`: measured on random arc scores (scales 5 to 30, 25 words), the largest error
+    of an entry stayed within a factor of 2 of the largest error of those sums, from 1e-12 to
+    O(1). As a backstop the 1-norm condition number must leave at least one accurate digit. Every
+    comparison is written so that NaN fails it; a NaN or infinite inverse also fails the last one.
     """
     eps = torch.finfo(mu.dtype).eps
-    tol = eps**0.5
+    tol = TOLERANCE.get(mu.dtype, 1e-3)
     heads = mu.sum(dim=1)[:, 1:].masked_fill(padded, 1.0)  # each word has exactly one head
     flat = mu.flatten(1)
     condition = _norm_1(laplacian) * _norm_1(inverse)
@@ -178,7 +186,7 @@ def _inaccurate(
         | ~((heads - 1.0).abs() <= tol).all(dim=1)
         | ~(flat.amin(dim=1) >= -tol)
         | ~(flat.amax(dim=1) <= 1.0 + tol)
-        | ~(condition * eps <= tol)
+        | ~(condition * eps <= 0.1)
     )
 
 
