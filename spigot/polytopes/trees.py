@@ -150,7 +150,11 @@ class Arborescence(_DependencyPolytope):
       optimum is exact, from one contraction of the words and an :math:`O(n)` expansion per
       candidate root child (see :mod:`spigot.polytopes._tree_kernels`). Compiled CPU code: a
       batch on a GPU is copied to host memory once per batch and the trees moved back once.
-    - **Marginals**: the matrix-tree theorem (Koo et al. 2007), differentiable.
+    - **Marginals**: the matrix-tree theorem (Koo et al. 2007), differentiable; every instance
+      is checked (one head per word, entries in [0, 1]) and one whose Laplacian is too
+      ill-conditioned is recomputed by subtraction-free GTH elimination (see
+      :mod:`spigot.polytopes._tree_marginals`); :class:`~spigot.NumericalError` only where
+      float64 cannot hold the result.
     - **Constraints**: an exact extended formulation. With :math:`z \ge 0`, one unit of
       in-degree per word and none into the root, the arborescence polytope is cut out by
       :math:`z(\delta^{in}(S)) \ge 1` for every set of words :math:`S` (Edmonds 1967); those
