@@ -68,3 +68,12 @@ def rng() -> np.random.Generator:
 @pytest.fixture(autouse=True)
 def _seed_torch():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread, as the experiment runner trains, restoring the count after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,14 +17,7 @@ from spigot.experiments.clusters import (
 )
 from spigot.experiments.metrics import v_measure
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The runner trains on one thread; direct runs here do the same (and restore the setting)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SMALL = ClustersConfig(

@@ -22,7 +22,7 @@ from spigot.experiments.parse_then_label import (
 )
 from spigot.experiments.token_features import TokenFeatures
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_torch_thread")]
 
 SMALL = ParseThenLabelConfig(
     data=PetroGoldSubset(max_words=10, n_parser=24, n_train=32, n_dev=12, n_test=12),
@@ -35,14 +35,6 @@ SMALL = ParseThenLabelConfig(
     epochs=1,
     batch_size=16,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_splits_hold_words_tags_gold_trees_and_relations():

@@ -19,7 +19,7 @@ from spigot.experiments.sentiment import (
     load_sentiment_data,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_torch_thread")]
 
 SMALL = SentimentConfig(
     data=MovieReviewSubset(max_words=8, n_train=48, n_dev=16, n_test=16),
@@ -29,14 +29,6 @@ SMALL = SentimentConfig(
     epochs=1,
     batch_size=16,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_data_are_short_sentences_with_a_root_token_and_glove_vectors():
