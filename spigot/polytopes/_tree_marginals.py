@@ -42,10 +42,12 @@ So :math:`\log Z = \sum_k \log p_k` holds to relative working precision for any 
 weights that float64 represents (score gaps up to about 350; beyond, a
 :class:`~spigot.NumericalError`), and the marginals are its gradient (autograd through the elimination, which also
 gives their own derivatives). Single-root trees have one root child ``m``:
-:math:`Z = \sum_m w_{0m} \det L^{(m)}`, where :math:`L^{(m)}` is the Laplacian without the
-root's arcs, with word ``m``'s row and column removed, an M-matrix with excess
-:math:`r_j = w_{mj}`; the ``n`` minors are eliminated as one batch (:math:`O(n^4)`, paid only by
-the instances that need it).
+:math:`Z = \sum_m w_{0m} T_m`, where :math:`T_m = \det L^{(m)}` weighs the trees over the
+words rooted at ``m`` (:math:`L^{(m)}`: the Laplacian without the root's arcs, word ``m``'s row
+and column removed, an M-matrix with excess :math:`r_j = w_{mj}`). By the Markov chain tree
+theorem, :math:`T` is proportional to the stationary vector of the chain that moves from ``m``
+to ``h`` at rate :math:`w_{hm}`, which GTH state reduction computes without subtraction too;
+one minor, :math:`T_1`, fixes the scale. :math:`O(n^3)` per instance, like the inverse.
 
 Spanning trees: Kirchhoff's theorem through the same code
 ---------------------------------------------------------
@@ -217,8 +219,8 @@ def _gth_log_det(a: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 def _gth_log_partition(scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool) -> torch.Tensor:
     """``log Z`` ``(K,)`` of arborescences by GTH elimination; scores ``(K, N, N)`` (float64).
 
-    Padded words get an excess of 1 and no arcs, so they add pivots of 1; in the single-root case
-    the minors of padded words are computed the same way and weighted by ``exp(-inf) = 0``.
+    Padded words get an excess of 1 and no arcs, so they add pivots of 1 (and, single-root, are
+    transient states of the chain).
     """
     count, size, _ = scores.shape
     n = size - 1
@@ -236,13 +238,37 @@ def _gth_log_partition(scores: torch.Tensor, lengths: torch.Tensor | None, singl
         return offset + _gth_log_det(words, weights[:, 0, 1:] + padded)
     if n == 1:
         return offset + log_weights[:, 0, 1]
-    others = torch.stack([torch.cat([torch.arange(m), torch.arange(m + 1, n)]) for m in range(n)]).to(device)
-    minors = words[:, others[:, :, None], others[:, None, :]]  # (K, n, n - 1, n - 1): word m removed
-    excess = words[:, torch.arange(n, device=device)[:, None], others]  # w_{m j}, j != m
-    excess = excess + padded[:, others]
-    excess = torch.where(padded[:, :, None] > 0, torch.ones_like(excess), excess)  # padded m: benign
-    log_dets = _gth_log_det(minors.reshape(count * n, n - 1, n - 1), excess.reshape(count * n, n - 1))
-    return offset + torch.logsumexp(log_weights[:, 0, 1:] + log_dets.reshape(count, n), dim=1)
+    # the chain moves from word m to word h at rate w_{hm}; a padded word leaves for word 1 at
+    # rate 1 and is never entered, so it is transient and leaves the others' vector unchanged
+    rates = words.transpose(-1, -2) + padded[:, :, None] * (torch.arange(n, device=device) == 0).to(scores.dtype)
+    stationary = _gth_stationary(rates)  # proportional to T_m, first entry 1
+    log_first = _gth_log_det(words[:, 1:, 1:], words[:, 0, 1:] + padded[:, 1:])  # log T_1
+    return offset + log_first + torch.log((weights[:, 0, 1:] * stationary).sum(dim=-1))
+
+
+def _gth_stationary(rates: torch.Tensor) -> torch.Tensor:
+    r"""Stationary vectors ``(K, n)``, scaled so that the first entry is 1, of the Markov chains
+    with off-diagonal transition rates ``rates[:, i, j]`` (``i -> j``; the diagonal is ignored).
+
+    GTH state reduction (Grassmann, Taksar and Heyman 1985): eliminate the last state, sending
+    its rates on in proportion, :math:`q_{ij} \mathrel{+}= q_{ik} q_{kj} / s_k` with
+    :math:`s_k = \sum_{j < k} q_{kj}`; then :math:`\pi_k = \sum_{i < k} \pi_i q_{ik} / s_k`.
+    No subtraction anywhere.
+    """
+    q = rates
+    into: list[torch.Tensor] = []  # q_{ik}, i < k, when state k is eliminated (last first)
+    out: list[torch.Tensor] = []  # s_k
+    for k in range(rates.shape[-1] - 1, 0, -1):
+        leaving = q[:, k, :k]
+        total = leaving.sum(dim=-1)
+        entering = q[:, :k, k]
+        into.append(entering)
+        out.append(total)
+        q = q[:, :k, :k] + entering[:, :, None] * leaving[:, None, :] / total[:, None, None]
+    pi = [torch.ones(rates.shape[0], dtype=rates.dtype, device=rates.device)]
+    for entering, total in zip(reversed(into), reversed(out)):
+        pi.append((torch.stack(pi, dim=1) * entering).sum(dim=-1) / total)
+    return torch.stack(pi, dim=1)
 
 
 def _gth_marginals(
