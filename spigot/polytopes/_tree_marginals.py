@@ -71,6 +71,7 @@ import torch
 from torch.nn.functional import pad
 
 from spigot.errors import NumericalError
+from spigot.polytopes._word_graphs import arc_mask, word_mask
 
 
 def working_dtype(scores: torch.Tensor) -> torch.dtype:
@@ -78,30 +79,6 @@ def working_dtype(scores: torch.Tensor) -> torch.dtype:
     if scores.device.type == "cpu":
         return torch.float64
     return torch.promote_types(scores.dtype, torch.float32)
-
-
-def word_mask(lengths: torch.Tensor | None, size: int, batch: int, device: torch.device) -> torch.Tensor:
-    """``(B, size)`` boolean: True on the words ``1..n_b`` (node 0, the root, is False)."""
-    positions = torch.arange(size, device=device)
-    if lengths is None:
-        return (positions >= 1).expand(batch, size)
-    return (positions >= 1) & (positions <= lengths.to(device)[:, None])
-
-
-def arc_mask(lengths: torch.Tensor | None, size: int, batch: int, device: torch.device) -> torch.Tensor:
-    """``(B, size, size)`` boolean: True on the arcs ``h -> m`` with ``h != m``, ``m`` a word, ``h <= n``.
-
-    Without ``lengths`` every instance has the same mask, returned as an expanded (read-only)
-    view of one ``(size, size)`` matrix.
-    """
-    positions = torch.arange(size, device=device)
-    off_diagonal = positions[:, None] != positions[None, :]
-    if lengths is None:
-        return (off_diagonal & (positions >= 1)[None, :]).expand(batch, size, size)
-    last = lengths.to(device)[:, None, None]
-    nodes = positions[None, :, None] <= last
-    words = (positions[None, None, :] >= 1) & (positions[None, None, :] <= last)
-    return nodes & words & off_diagonal
 
 
 def matrix_tree_marginals(
@@ -180,16 +157,21 @@ def _inaccurate(
     """
     eps = torch.finfo(mu.dtype).eps
     tol = TOLERANCE.get(mu.dtype, 1e-3)
-    heads = mu.sum(dim=1)[:, 1:].masked_fill(padded, 1.0)  # each word has exactly one head
     flat = mu.flatten(1)
     condition = _norm_1(laplacian) * _norm_1(inverse)
     return (
         (info != 0)
-        | ~((heads - 1.0).abs() <= tol).all(dim=1)
+        | ~_one_head_each(mu, padded, tol)
         | ~(flat.amin(dim=1) >= -tol)
         | ~(flat.amax(dim=1) <= 1.0 + tol)
         | ~(condition * eps <= 0.1)
     )
+
+
+def _one_head_each(mu: torch.Tensor, padded: torch.Tensor, tol: float) -> torch.Tensor:
+    """``(B,)``: every word's head marginals ``mu[:, :, m]`` sum to 1 within ``tol`` (NaN fails)."""
+    heads = mu.sum(dim=1)[:, 1:].masked_fill(padded, 1.0)
+    return ((heads - 1.0).abs() <= tol).all(dim=1)
 
 
 def _norm_1(matrices: torch.Tensor) -> torch.Tensor:
@@ -288,8 +270,7 @@ def _gth_marginals(
         log_z = _gth_log_partition(leaf, lengths, single_root)
         (mu,) = torch.autograd.grad(log_z.sum(), leaf, create_graph=s.requires_grad)
     padded = ~word_mask(lengths, s.shape[-1], s.shape[0], s.device)[:, 1:]
-    heads = mu.detach().sum(dim=1)[:, 1:].masked_fill(padded, 1.0)
-    failed = ~torch.isfinite(mu.detach()).flatten(1).all(dim=1) | ~((heads - 1.0).abs() <= 1e-8).all(dim=1)
+    failed = ~torch.isfinite(mu.detach()).flatten(1).all(dim=1) | ~_one_head_each(mu.detach(), padded, 1e-8)
     if bool(failed.any()):
         raise NumericalError(
             "matrix-tree marginals are undefined in floating point for instance(s) "

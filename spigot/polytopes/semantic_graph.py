@@ -34,24 +34,12 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from spigot.polytopes._word_graphs import arc_mask
 from spigot.polytopes.factor_graph import FactorGraphPolytope
 from spigot.polytopes.factors import FactorGraph
 
 #: Largest ``vertices x entries`` array :meth:`LabeledArcs.vertices` builds.
 MAX_VERTEX_ENTRIES = 2**24
-
-
-def arc_mask(n_nodes: int, lengths: torch.Tensor | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Boolean mask of the arcs ``h -> m``: ``m >= 1``, ``h != m``, both nodes within the length.
-
-    Returns shape ``(1, n_nodes, n_nodes)`` without ``lengths``, else ``(B, n_nodes, n_nodes)``.
-    """
-    nodes = torch.arange(n_nodes, device=device)
-    arcs = (nodes[None, :] >= 1) & (nodes[:, None] != nodes[None, :])
-    if lengths is None:
-        return arcs[None]
-    inside = nodes[None, :] <= lengths.to(device)[:, None]
-    return arcs[None] & inside[:, :, None] & inside[:, None, :]
 
 
 def _arc_list(n_nodes: int) -> list[tuple[int, int]]:
@@ -60,7 +48,7 @@ def _arc_list(n_nodes: int) -> list[tuple[int, int]]:
 
 def _best_labels(scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """Per arc, the one-hot of the best label when its score is positive (batched, torch)."""
-    mask = arc_mask(scores.shape[1], lengths, scores.device)
+    mask = arc_mask(lengths, scores.shape[1], scores.shape[0], scores.device)
     best, index = scores.max(dim=-1, keepdim=True)
     on = ((best > 0) & mask[..., None]).to(scores.dtype)
     return torch.zeros_like(scores).scatter_(-1, index, on)
@@ -156,7 +144,7 @@ class LabeledArcs(_LabeledGraph):
         r""":math:`\mu_{hml} = e^{s_{hml}} / (1 + \sum_k e^{s_{hmk}})` on every arc, 0 elsewhere."""
         logits = torch.cat([torch.zeros_like(scores[..., :1]), scores], dim=-1)
         probs = torch.softmax(logits, dim=-1)[..., 1:]
-        return probs * arc_mask(scores.shape[1], lengths, scores.device)[..., None]
+        return probs * arc_mask(lengths, scores.shape[1], scores.shape[0], scores.device)[..., None]
 
     def relaxation(self) -> LabeledArcs:
         """Itself: its constraints are already per arc."""
@@ -217,7 +205,7 @@ class SemanticGraph(_LabeledGraph):
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         """Exact combinatorial MAP: best fallback label per arc, then an assignment per head."""
         n_nodes, _, labels = scores.shape
-        arcs = arc_mask(n_nodes)[0].numpy()
+        arcs = arc_mask(None, n_nodes, 1, "cpu")[0].numpy()
         s = np.where(arcs[..., None], scores, -np.inf)
         unique = np.array(self.unique_labels, dtype=np.int64)
         free = np.setdiff1d(np.arange(labels), unique)

@@ -30,11 +30,11 @@ import torch
 from spigot.polytopes import _tree_enumeration as enumeration
 from spigot.polytopes import _tree_kernels as kernels
 from spigot.polytopes._tree_marginals import (
-    arc_mask,
     eisner_marginals,
     matrix_tree_marginals,
     spanning_tree_marginals,
 )
+from spigot.polytopes._word_graphs import arc_mask, host_lengths, host_scores
 from spigot.polytopes.base import Polytope
 
 
@@ -42,16 +42,6 @@ def _check_flag(value: bool, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
-
-
-def _lengths_array(lengths: torch.Tensor | None, batch: int, full: int) -> np.ndarray:
-    if lengths is None:
-        return np.full(batch, full, dtype=np.int64)
-    return lengths.detach().cpu().numpy().astype(np.int64)
-
-
-def _as_float64(scores: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(scores.detach().cpu().numpy(), dtype=np.float64)
 
 
 def _heads_to_vertex(heads: np.ndarray) -> np.ndarray:
@@ -113,9 +103,9 @@ class HeadSelection(_DependencyPolytope):
         """Each column's best head: a compiled sweep on CPU, batched torch on the device elsewhere."""
         batch, size, _ = scores.shape
         if scores.device.type == "cpu":  # one compiled sweep; torch ops elsewhere
-            values = _as_float64(scores)
+            values = host_scores(scores)
             out = np.zeros_like(values)
-            kernels.head_selection_vertices(values, _lengths_array(lengths, batch, size - 1), out)
+            kernels.head_selection_vertices(values, host_lengths(lengths, batch, size - 1), out)
             return torch.from_numpy(out).to(scores.dtype)
         valid = arc_mask(lengths, size, batch, scores.device)
         best = scores.masked_fill(~valid, float("-inf")).argmax(dim=1, keepdim=True)
@@ -177,9 +167,9 @@ class Arborescence(_DependencyPolytope):
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """Compiled Tarjan over the whole batch; off the CPU, one copy to the host and one back."""
-        values = _as_float64(scores)
+        values = host_scores(scores)
         out = np.zeros_like(values)
-        lens = _lengths_array(lengths, values.shape[0], values.shape[1] - 1)
+        lens = host_lengths(lengths, values.shape[0], values.shape[1] - 1)
         kernels.dependency_vertices(values, lens, self.single_root, False, out)
         return torch.from_numpy(out).to(device=scores.device, dtype=scores.dtype)
 
@@ -224,9 +214,9 @@ class ProjectiveTree(_DependencyPolytope):
         return _heads_to_vertex(heads)
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        values = _as_float64(scores)
+        values = host_scores(scores)
         out = np.zeros_like(values)
-        lens = _lengths_array(lengths, values.shape[0], values.shape[1] - 1)
+        lens = host_lengths(lengths, values.shape[0], values.shape[1] - 1)
         kernels.dependency_vertices(values, lens, self.single_root, True, out)
         return torch.from_numpy(out).to(device=scores.device, dtype=scores.dtype)
 
@@ -281,9 +271,9 @@ class SpanningTree(Polytope):
         return vertex
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        values = _as_float64(scores)
+        values = host_scores(scores)
         out = np.zeros_like(values)
-        kernels.spanning_tree_vertices(values, _lengths_array(lengths, values.shape[0], values.shape[1]), out)
+        kernels.spanning_tree_vertices(values, host_lengths(lengths, values.shape[0], values.shape[1]), out)
         return torch.from_numpy(out).to(device=scores.device, dtype=scores.dtype)
 
     def constraints(self, var: cp.Variable) -> list[cp.Constraint]:

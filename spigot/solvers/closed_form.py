@@ -13,7 +13,7 @@ import torch
 
 from spigot._batch import Array, as_batch
 from spigot.polytopes import Budget, HeadSelection, Polytope, ProductOfSimplices, Simplex, UnitCube
-from spigot.polytopes._tree_marginals import arc_mask
+from spigot.polytopes._word_graphs import arc_mask, host_lengths, host_scores
 from spigot.solvers._simplex_kernel import head_selection_projections
 from spigot.solvers.base import Solver, assemble
 from spigot.solvers.projections import (
@@ -89,10 +89,9 @@ class _HeadSelectionProjection(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         batch, size, _ = x.shape
         if x.device.type == "cpu":
-            values = x.detach().to(torch.float64).contiguous().numpy()
+            values = host_scores(x)
             out = np.zeros_like(values)
-            n = np.full(batch, size - 1) if lengths is None else lengths.cpu().numpy().astype(np.int64)
-            head_selection_projections(values, n, out)
+            head_selection_projections(values, host_lengths(lengths, batch, size - 1), out)
             p = torch.from_numpy(out).to(x.dtype)
         else:
             valid = arc_mask(lengths, size, batch, x.device).transpose(-1, -2)

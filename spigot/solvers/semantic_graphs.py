@@ -26,7 +26,8 @@ import torch
 
 from spigot._batch import Array, as_batch, to_tensor
 from spigot.polytopes.base import Polytope
-from spigot.polytopes.semantic_graph import LabeledArcs, SemanticGraph, arc_mask
+from spigot.polytopes._word_graphs import arc_mask
+from spigot.polytopes.semantic_graph import LabeledArcs, SemanticGraph
 from spigot.solvers.closed_form import register_closed_form
 from spigot.solvers.exact import register_exact_solver
 from spigot.solvers.projections import project_budget
@@ -37,7 +38,7 @@ __all__ = ["clip_project_labeled_arcs", "project_labeled_arcs"]
 
 def _arcs(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """``(B, N, N, 1)`` arc mask for a flat batch ``x`` of shape ``(B, N, N, L)``."""
-    return arc_mask(x.shape[1], lengths, x.device)[..., None]
+    return arc_mask(lengths, x.shape[1], x.shape[0], x.device)[..., None]
 
 
 def labeled_arcs_projection(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
