@@ -1,4 +1,4 @@
-"""Small instances of the simplex-family polytopes and a user-defined one, shared by tests."""
+"""Small instances of the simplex-family polytopes and user-defined ones, shared by tests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from spigot.polytopes import Budget, Polytope, ProductOfSimplices, Simplex, UnitCube
+from spigot.polytopes import Budget, FactorGraph, FactorGraphPolytope, Polytope, ProductOfSimplices, Simplex, UnitCube
 
 
 class ExactlyTwo(Polytope):
@@ -19,6 +19,20 @@ class ExactlyTwo(Polytope):
         out = np.zeros_like(scores)
         out[np.argsort(-scores, kind="stable")[:2]] = 1.0
         return out
+
+
+class AgreeingSequence(FactorGraphPolytope):
+    """T one-of-K choices; entry (t, K + j) rewards choices t and t + 1 both being j."""
+
+    event_ndim = 2
+
+    def build(self, graph: FactorGraph) -> None:
+        steps, k = graph.event_shape[0], graph.event_shape[1] // 2
+        for t in range(steps):
+            graph.one_of([(t, j) for j in range(k)])
+        for t in range(steps - 1):
+            for j in range(k):
+                graph.pair((t, j), (t + 1, j), output=(t, k + j))
 
 
 def exactly_two_vertices(d: int) -> np.ndarray:

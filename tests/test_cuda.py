@@ -25,12 +25,11 @@ import numpy as np
 import pytest
 import torch
 
-from polytope_cases import ExactlyTwo
+from polytope_cases import AgreeingSequence, ExactlyTwo
 from spigot.autodiff import ESTIMATORS, make_estimator
 from spigot.polytopes import (
     Arborescence,
     Budget,
-    FactorGraph,
     FactorGraphPolytope,
     HeadSelection,
     LabeledArcs,
@@ -66,20 +65,6 @@ NEEDS_AD3 = pytest.mark.skipif(not HAS_AD3, reason="needs the optional package a
 
 DTYPES = [torch.float32, torch.float64]
 DTYPE_IDS = ["float32", "float64"]
-
-
-class AgreeingSequence(FactorGraphPolytope):
-    """T one-of-K choices; entry (t, K + j) rewards choices t and t + 1 both being j (ad3-backed)."""
-
-    event_ndim = 2
-
-    def build(self, graph: FactorGraph) -> None:
-        steps, k = graph.event_shape[0], graph.event_shape[1] // 2
-        for t in range(steps):
-            graph.one_of([(t, j) for j in range(k)])
-        for t in range(steps - 1):
-            for j in range(k):
-                graph.pair((t, j), (t + 1, j), output=(t, k + j))
 
 
 #: (id, polytope, event shape, lengths of a batch of three, whether it needs ad3)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from polytope_cases import AgreeingSequence
 from spigot import spigot
 from spigot.polytopes import FactorGraph, FactorGraphPolytope, LocalPolytope
 from tests.reference import hull_projection, max_vertex_gap
@@ -22,20 +23,6 @@ def rng() -> np.random.Generator:
 
 
 # ----------------------------------------------------------------------------- three user polytopes
-class AgreeingSequence(FactorGraphPolytope):
-    """T one-of-K choices; entry (t, K + j) rewards choices t and t + 1 both being j."""
-
-    event_ndim = 2
-
-    def build(self, graph: FactorGraph) -> None:
-        steps, k = graph.event_shape[0], graph.event_shape[1] // 2
-        for t in range(steps):
-            graph.one_of([(t, j) for j in range(k)])
-        for t in range(steps - 1):
-            for j in range(k):
-                graph.pair((t, j), (t + 1, j), output=(t, k + j))
-
-
 class DenseChain(FactorGraphPolytope):
     """A chain of T discrete variables with K states and dense pairwise factors (an HMM).
 

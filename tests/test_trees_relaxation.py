@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spigot import HeadSelection
-from spigot.polytopes._tree_marginals import arc_mask
+from spigot.polytopes._word_graphs import arc_mask
 from spigot.solvers import project_simplex
 from spigot.solvers._simplex_kernel import simplex_projections
 from spigot.solvers.projections import simplex_threshold
