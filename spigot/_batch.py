@@ -181,6 +181,17 @@ def _check_lengths(
     batch_shape: tuple[int, ...],
     event_shape: tuple[int, ...],
 ) -> torch.Tensor | None:
+    low, high = polytope.min_length(event_shape), polytope.max_length(event_shape)
+    return check_lengths(lengths, batch_shape, low, high, f"event shape {event_shape} of {polytope!r}")
+
+
+def check_lengths(
+    lengths: Any, batch_shape: tuple[int, ...], low: int, high: int, where: str
+) -> torch.Tensor | None:
+    """``lengths`` as a flat int64 CPU tensor, checked: integer, of ``batch_shape``, in ``[low, high]``.
+
+    ``where`` names what the lengths are measured against in the error message.
+    """
     if lengths is None:
         return None
     if isinstance(lengths, torch.Tensor):
@@ -195,10 +206,9 @@ def _check_lengths(
             f"got shape {tuple(lens.shape)}"
         )
     lens = lens.to(torch.int64).reshape(-1)
-    low, high = polytope.min_length(event_shape), polytope.max_length(event_shape)
     if lens.numel() and (int(lens.min()) < low or int(lens.max()) > high):
         raise ValueError(
-            f"lengths must lie in [{low}, {high}] for event shape {event_shape} of "
-            f"{polytope!r}, got values in [{int(lens.min())}, {int(lens.max())}]"
+            f"lengths must lie in [{low}, {high}] for {where}, "
+            f"got values in [{int(lens.min())}, {int(lens.max())}]"
         )
     return lens

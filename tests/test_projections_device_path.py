@@ -16,7 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from spigot.solvers import project_box, project_budget, project_product_of_simplices, project_simplex
-from spigot.solvers.projections import _cpu_projection, _prepare, _SimplexProjection, _sorted_projection
+from spigot.projections import _cpu_projection, _prepare, _SimplexProjection, _sorted_projection
 
 #: Operations that read tensor values back to the host (a device synchronisation on a GPU).
 HOST_READS = {"_local_scalar_dense", "equal", "is_nonzero", "nonzero", "masked_select", "item"}

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from spigot import HeadSelection
-from spigot.polytopes._word_graphs import arc_mask
+from spigot._word_graphs import arc_mask
 from spigot.solvers import project_simplex
-from spigot.solvers._simplex_kernel import simplex_projections
-from spigot.solvers.projections import simplex_threshold
+from spigot._simplex_kernel import simplex_projections
+from spigot.projections import simplex_threshold
 from spigot.solvers.closed_form import closed_form_for
 
 

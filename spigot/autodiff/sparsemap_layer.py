@@ -26,7 +26,7 @@ a Frank-Wolfe solver may carry stale vertices off :math:`F`. So the backward pas
 active vertices on :math:`F` and completes their span with the MAP oracle (see
 :func:`face_basis`; generically two extra oracle calls per instance). The result is the exact
 Jacobian, and for the closed-form polytopes it agrees with the hand-written backward of
-:mod:`spigot.solvers.projections`.
+:mod:`spigot.projections`.
 
 Solvers. ``solver="exact"`` (the default) uses its active-set method whenever the polytope's
 closed form would be chosen, because closed forms return no active set; the ``relaxed``

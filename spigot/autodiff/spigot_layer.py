@@ -16,7 +16,7 @@ On a GPU every step is batched: no work is done per sentence on the device and n
 copied per sentence. For dependency trees with ``solver="relaxed"`` the forward pass copies the
 batch of scores to the host once for the compiled MAP and the vertices back once; the backward
 pass projects onto the head-selection relaxation on the device (the closed form of
-:mod:`spigot.solvers.projections`, no host synchronisation of its own). What remains are a few
+:mod:`spigot.projections`, no host synchronisation of its own). What remains are a few
 host synchronisations per step whatever the batch size: the finite checks of the scores, of the
 incoming gradient and of the projection's input, and reading the projection's certificate
 (``ProjectionResult.gap``) back for the failure check.

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from spigot.polytopes._word_graphs import arc_mask
+from spigot._word_graphs import arc_mask
 
 
 class BiLSTMEncoder(nn.Module):

@@ -71,7 +71,7 @@ import torch
 from torch.nn.functional import pad
 
 from spigot.errors import NumericalError
-from spigot.polytopes._word_graphs import arc_mask, word_mask
+from spigot._word_graphs import arc_mask, word_mask
 
 
 def working_dtype(scores: torch.Tensor) -> torch.dtype:

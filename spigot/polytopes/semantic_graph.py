@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from spigot.polytopes._word_graphs import arc_mask
+from spigot._word_graphs import arc_mask
 from spigot.polytopes.factor_graph import FactorGraphPolytope
 from spigot.polytopes.factors import FactorGraph
 

@@ -14,7 +14,7 @@ Devices: the compiled MAP oracles of :class:`Arborescence`, :class:`ProjectiveTr
 (never once per instance) and the vertices are moved back to its device once. The marginals
 and :class:`HeadSelection`'s MAP (torch off the CPU, a compiled sweep on it) run on the
 input's device. On a GPU, :class:`HeadSelection`'s closed-form projection is the sort-based
-simplex projection of :mod:`spigot.solvers.projections`, with no host synchronisation.
+simplex projection of :mod:`spigot.projections`, with no host synchronisation.
 Exact projections onto these polytopes come from the MAP-only solvers (``active-set``, the
 Frank-Wolfe family) and, for :class:`Arborescence` and :class:`SpanningTree`, from ``cvxpy``
 through an exact extended formulation; :class:`HeadSelection`, the relaxation of the SPIGOT
@@ -34,7 +34,7 @@ from spigot.polytopes._tree_marginals import (
     matrix_tree_marginals,
     spanning_tree_marginals,
 )
-from spigot.polytopes._word_graphs import arc_mask, host_lengths, host_scores
+from spigot._word_graphs import arc_mask, host_lengths, host_scores
 from spigot.polytopes.base import Polytope
 
 

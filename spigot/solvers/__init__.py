@@ -14,10 +14,13 @@ from spigot.solvers.closed_form import ClosedFormSolver, closed_form_for, regist
 from spigot.solvers.cvxpy_qp import CvxpyQP
 from spigot.solvers.exact import Exact, register_exact_solver
 from spigot.solvers.frank_wolfe import AwayFrankWolfe, FrankWolfe, PairwiseFrankWolfe
-from spigot.solvers.semantic_graphs import clip_project_labeled_arcs, project_labeled_arcs
-from spigot.solvers.projections import (
+import spigot.solvers.semantic_graphs  # noqa: F401  (registrations)
+from spigot.projections import (
+    clip_project_labeled_arcs,
     project_box,
     project_budget,
+    project_head_selection,
+    project_labeled_arcs,
     project_product_of_simplices,
     project_simplex,
 )
@@ -46,6 +49,7 @@ __all__ = [
     "get_solver",
     "project_box",
     "project_budget",
+    "project_head_selection",
     "project_labeled_arcs",
     "project_product_of_simplices",
     "project_simplex",

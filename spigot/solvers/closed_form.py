@@ -8,18 +8,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import torch
 
 from spigot._batch import Array, as_batch
 from spigot.polytopes import Budget, HeadSelection, Polytope, ProductOfSimplices, Simplex, UnitCube
-from spigot.polytopes._word_graphs import arc_mask, host_lengths, host_scores
-from spigot.solvers._simplex_kernel import head_selection_projections
 from spigot.solvers.base import Solver, assemble
-from spigot.solvers.projections import (
-    jvp_sum_constrained,
+from spigot.projections import (
     project_box,
     project_budget,
+    project_head_selection,
     project_product_of_simplices,
     project_simplex,
 )
@@ -82,37 +79,4 @@ register_closed_form(
 )
 
 
-class _HeadSelectionProjection(torch.autograd.Function):
-    """Columns onto simplices; on CPU tensors one compiled pass over the batch, no masks built."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        batch, size, _ = x.shape
-        if x.device.type == "cpu":
-            values = host_scores(x)
-            out = np.zeros_like(values)
-            head_selection_projections(values, host_lengths(lengths, batch, size - 1), out)
-            p = torch.from_numpy(out).to(x.dtype)
-        else:
-            valid = arc_mask(lengths, size, batch, x.device).transpose(-1, -2)
-            p = project_simplex(x.transpose(-1, -2), mask=valid, validate=False).transpose(-1, -2)
-        ctx.save_for_backward(p)
-        return p
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (p,) = ctx.saved_tensors
-        jvp = jvp_sum_constrained(grad.transpose(-1, -2), (p > 0).transpose(-1, -2))
-        return jvp.transpose(-1, -2), None
-
-
-def _project_head_selection(poly: HeadSelection, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Project every column ``x[:, m]`` onto the simplex over the heads ``h != m``, ``h <= n``.
-
-    The Jacobian is that of each column's simplex projection (see
-    :mod:`spigot.solvers.projections`), taken along the heads axis.
-    """
-    return _HeadSelectionProjection.apply(x, lengths)
-
-
-register_closed_form(HeadSelection, _project_head_selection)
+register_closed_form(HeadSelection, lambda poly, x, n: project_head_selection(x, n))

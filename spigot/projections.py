@@ -7,7 +7,7 @@ Jacobian-vector product of the projection, which is symmetric, so it serves as t
 vector-Jacobian product as well. numpy arrays are accepted and returned as numpy.
 
 On CPU tensors the simplex projection is a compiled row-by-row pass (Michelot's fixed point,
-no sort: :mod:`spigot.solvers._simplex_kernel`); on any other device (CUDA) it is the sort-based
+no sort: :mod:`spigot._simplex_kernel`); on any other device (CUDA) it is the sort-based
 threshold of Held, Wolfe and Crowder (sort, cumulative sum, count, gather), a fixed sequence of
 batched operations that needs no host synchronisation. The budget threshold comes from sorted
 breakpoints on every device. No fused variant (``torch.compile``, Triton) is offered: whether
@@ -34,12 +34,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spigot._batch import Array, check_finite, to_tensor
-from spigot.solvers._simplex_kernel import simplex_projections
+from spigot._batch import Array, check_finite, check_lengths, to_tensor
+from spigot._simplex_kernel import head_selection_projections, simplex_projections
+from spigot._word_graphs import arc_mask, host_lengths, host_scores
 
 __all__ = [
+    "clip_project_labeled_arcs",
     "project_box",
     "project_budget",
+    "project_head_selection",
+    "project_labeled_arcs",
     "project_product_of_simplices",
     "project_simplex",
 ]
@@ -336,3 +340,127 @@ def project_budget(
     if m is None:
         m = torch.ones_like(tensor, dtype=torch.bool)
     return _finish(_BudgetProjection.apply(tensor, m, int(k), bool(at_most)), as_numpy)
+
+
+# ----------------------------------------------------------------------------- graphs over words
+# Scores of graphs over a root (node 0) and words 1..n are (B, N, N, ...) with N = n_max + 1 and
+# entry [h, m] the arc h -> m; the functions below take a validated flat batch and integer
+# word counts ``lengths`` (B,) or None (see :mod:`spigot._word_graphs`).
+
+
+class _HeadSelectionProjection(torch.autograd.Function):
+    """Columns onto simplices; on CPU tensors one compiled pass over the batch, no masks built."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        batch, size, _ = x.shape
+        if x.device.type == "cpu":
+            values = host_scores(x)
+            out = np.zeros_like(values)
+            head_selection_projections(values, host_lengths(lengths, batch, size - 1), out)
+            p = torch.from_numpy(out).to(x.dtype)
+        else:
+            valid = arc_mask(lengths, size, batch, x.device).transpose(-1, -2)
+            p = project_simplex(x.transpose(-1, -2), mask=valid, validate=False).transpose(-1, -2)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (p,) = ctx.saved_tensors
+        jvp = jvp_sum_constrained(grad.transpose(-1, -2), (p > 0).transpose(-1, -2))
+        return jvp.transpose(-1, -2), None
+
+
+def project_head_selection(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    r"""Project every column ``x[:, m]`` onto the simplex over the heads ``h != m``, ``h <= n``.
+
+    .. math:: p_{\cdot m} = \Pi_\Delta(x_{\cdot m}) \text{ over } \{h \le n : h \ne m\},
+              \quad m = 1..n,
+
+    the projection onto :class:`~spigot.polytopes.HeadSelection` (every word picks one head);
+    column 0, the diagonal and padding are 0. ``x`` is a validated flat batch ``(B, N, N)``. The
+    Jacobian is that of each column's simplex projection (see the module), taken along the
+    heads axis.
+    """
+    return _HeadSelectionProjection.apply(x, lengths)
+
+
+def _arcs(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """``(B, N, N, 1)`` arc mask for a flat batch ``x`` of shape ``(B, N, N, L)``."""
+    return arc_mask(lengths, x.shape[1], x.shape[0], x.device)[..., None]
+
+
+def labeled_arcs_projection(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Exact per-arc projection of a validated flat batch ``(B, N, N, L)``."""
+    return project_budget(x, 1, at_most=True, validate=False) * _arcs(x, lengths)
+
+
+def reference_projection(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """The reference implementation's clip-then-project procedure on a validated flat batch."""
+    mask = _arcs(x, lengths)
+    x = x * mask
+    radius = x.sum(dim=-1, keepdim=True).clamp(0.0, 1.0)
+    return _scaled_simplex_projection(x, radius) * mask
+
+
+def _scaled_simplex_projection(x: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    r"""Projection of each row onto :math:`\{y \ge 0 : \sum y = r\}` (0 where :math:`r = 0`).
+
+    :math:`y = (x - \tau)_+` with :math:`\tau = (\sum_{i \le \rho} u_i - r) / \rho` for the
+    sorted :math:`u` and the largest :math:`\rho` with :math:`\rho\, u_\rho > \sum_{i \le \rho}
+    u_i - r` (Held et al. 1974).
+    """
+    u = torch.sort(x, dim=-1, descending=True).values
+    excess = u.cumsum(dim=-1) - radius
+    ranks = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype)
+    support = (u * ranks > excess).sum(dim=-1, keepdim=True)
+    tau = excess.gather(-1, (support - 1).clamp(min=0)) / support.clamp(min=1)
+    return torch.where(radius > 0, (x - tau).clamp(min=0.0), torch.zeros_like(x))
+
+
+def _labeled_arcs_input(x: Array, lengths: Array | None):
+    """``x`` as a flat ``(B, N, N, L)`` tensor, checked; its word counts, whether it was numpy, its shape."""
+    tensor, as_numpy = to_tensor(x, "x")
+    if tensor.ndim < 3 or tensor.shape[-3] != tensor.shape[-2] or tensor.shape[-3] < 2 or tensor.shape[-1] < 1:
+        raise ValueError(
+            f"x must have shape (..., n+1, n+1, L) with n >= 1 words and L >= 1, got shape {tuple(tensor.shape)}"
+        )
+    check_finite(tensor, "x")
+    event = tuple(tensor.shape[-3:])
+    lens = check_lengths(lengths, tuple(tensor.shape[:-3]), 1, event[0] - 1, f"event shape {event}")
+    return tensor.reshape(-1, *event), lens, as_numpy, tensor.shape
+
+
+def project_labeled_arcs(x: Array, lengths: Array | None = None) -> Array:
+    r"""Euclidean projection onto :class:`~spigot.polytopes.LabeledArcs`, arc by arc.
+
+    For every arc, the projection onto :math:`\{y \ge 0 : \sum_l y_l \le 1\}`:
+    :math:`y = \mathrm{clip}(x - \tau, 0, 1)` with :math:`\tau = 0` when the clipped vector
+    already sums to at most 1 (:func:`project_budget` with ``at_most``); non-arcs and padding
+    are output as 0. Differentiable (the budget's backward).
+
+    Parameters
+    ----------
+    x
+        ``(..., n+1, n+1, L)`` tensor or array.
+    lengths
+        Optional ``(...)`` integer word counts; padding and non-arcs are output as 0.
+    """
+    flat, lens, as_numpy, shape = _labeled_arcs_input(x, lengths)
+    return _finish(labeled_arcs_projection(flat, lens).reshape(shape), as_numpy)
+
+
+def clip_project_labeled_arcs(x: Array, lengths: Array | None = None) -> Array:
+    r"""The SPIGOT reference procedure for semantic graphs (``ProjectSDP``), arc by arc.
+
+    The arc's unlabeled value :math:`a = \mathrm{clip}(\sum_l x_l, 0, 1)` (at a vertex, whether
+    the arc is present) is fixed first, then the labels are projected onto
+    :math:`\{y \in [0, 1]^L : \sum_l y_l = a\}` (all 0 when :math:`a = 0`). It lands in the
+    same per-arc polytope as :func:`project_labeled_arcs` but is *not* the Euclidean projection
+    onto it; it is the relaxed procedure of :class:`~spigot.polytopes.SemanticGraph`.
+
+    Parameters are those of :func:`project_labeled_arcs`.
+    """
+    flat, lens, as_numpy, shape = _labeled_arcs_input(x, lengths)
+    return _finish(reference_projection(flat, lens).reshape(shape), as_numpy)
