@@ -123,7 +123,7 @@ def test_missing_capabilities_are_named():
         ExactlyTwo().project(np.zeros(4), solver="cvxpy")
     with pytest.raises(UnsupportedOperation, match="marginals"):
         ExactlyTwo().marginals(np.zeros(4))
-    with pytest.raises(ValueError, match="no closed-form projection is registered for ExactlyTwo"):
+    with pytest.raises(ValueError, match="ExactlyTwo declares no closed-form projection"):
         ExactlyTwo().project(np.zeros(4), solver="closed-form")
 
 

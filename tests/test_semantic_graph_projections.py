@@ -99,8 +99,8 @@ def test_closed_form_is_the_projection_onto_labeled_arcs(words, labels, rng):
     assert np.abs(arcs.project(x, solver="cvxpy").x - expected).max() < 1e-6
 
 
-def test_closed_form_is_not_registered_for_semantic_graph():
-    with pytest.raises(ValueError, match="no closed-form projection is registered for SemanticGraph"):
+def test_semantic_graph_declares_no_closed_form():
+    with pytest.raises(ValueError, match="SemanticGraph declares no closed-form projection"):
         SemanticGraph(2, (0,)).project(np.zeros((3, 3, 2)), solver="closed-form")
 
 
@@ -251,7 +251,7 @@ def test_spigot_layer_raises_when_ad3_misses_its_tolerance(rng):
 
 
 def test_exact_picks_the_fastest_exact_solver():
-    from spigot.solvers import ActiveSet, ClosedFormSolver, CvxpyQP, register_exact_solver
+    from spigot.solvers import ActiveSet, ClosedFormSolver, CvxpyQP
 
     exact = get_solver("exact")
     assert isinstance(exact.choose(SemanticGraph(2, (0,))), CvxpyQP)
@@ -262,9 +262,18 @@ def test_exact_picks_the_fastest_exact_solver():
     class Custom(SemanticGraph):
         pass
 
-    assert isinstance(exact.choose(Custom(2)), ActiveSet)  # exact type only, like closed forms
+    assert isinstance(exact.choose(Custom(2)), ActiveSet)  # declarations are not inherited
+
+    class Declared(SemanticGraph):
+        preferred_exact_solver = "cvxpy"
+
+    assert isinstance(exact.choose(Declared(2)), CvxpyQP)
+
+    class Unknown(SemanticGraph):
+        preferred_exact_solver = "simplex-method"
+
     with pytest.raises(ValueError, match="unknown solver"):
-        register_exact_solver(Custom, "simplex-method")
+        exact.choose(Unknown(2))
 
 
 def test_spigot_layer_default_solver_with_padding(rng):

@@ -11,7 +11,6 @@ from spigot._word_graphs import arc_mask
 from spigot.solvers import project_simplex
 from spigot._simplex_kernel import simplex_projections
 from spigot.projections import simplex_threshold
-from spigot.solvers.closed_form import closed_form_for
 
 
 def sorted_threshold(row: np.ndarray) -> float:
@@ -59,8 +58,8 @@ def test_project_simplex_on_cpu_sums_to_one_over_valid_entries():
 def test_head_selection_projection_is_differentiable():
     x = torch.randn(2, 5, 5, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([4, 2])
-    project = closed_form_for(HeadSelection())
-    assert torch.autograd.gradcheck(lambda t: project(HeadSelection(), t, lengths), (x,))
+    project = HeadSelection().closed_form()
+    assert torch.autograd.gradcheck(lambda t: project(t, lengths), (x,))
 
 
 def test_compiled_head_selection_projection_agrees_with_the_torch_path():
@@ -69,7 +68,7 @@ def test_compiled_head_selection_projection_agrees_with_the_torch_path():
     valid = arc_mask(lengths, 12, 16, x.device).transpose(-1, -2)
     columns = x.transpose(-1, -2)
     expected = ((columns - simplex_threshold(columns, valid)).clamp(min=0.0) * valid).transpose(-1, -2)
-    p = closed_form_for(HeadSelection())(HeadSelection(), x, lengths)
+    p = HeadSelection().closed_form()(x, lengths)
     torch.testing.assert_close(p, expected)
 
 

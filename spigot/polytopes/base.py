@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from spigot.solvers.result import ProjectionResult
 
 _OPTIONAL = ("map_batch", "constraints", "vertices", "marginals_batch")
+
+#: A projection procedure a polytope names: ``fn(x (B, *event), lengths (B,) or None) -> p``, on
+#: validated flat torch input, differentiable, on the input's device.
+Projection = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
 class Polytope(ABC):
@@ -52,6 +56,24 @@ class Polytope(ABC):
       :meth:`max_length`: shape rules, when the defaults (any non-empty shape; ``lengths``
       counts entries of the first event axis) do not fit.
 
+    What a structure knows about its own projections it declares in its class body (the
+    solvers read it through :meth:`closed_form`, :meth:`relaxed_procedure` and
+    :meth:`exact_solver`):
+
+    - ``closed_form_projection(self, x, lengths)``: the exact projection onto ``P`` by a closed
+      form (usually a function of :mod:`spigot.projections`), used by ``closed-form`` and
+      ``exact``;
+    - ``relaxed_projection(self, x, lengths)``: the procedure the ``relaxed`` solver applies in
+      place of the Euclidean projection onto :meth:`relaxation` (a reference implementation's
+      own procedure);
+    - ``preferred_exact_solver``: the name of the solver ``exact`` uses when there is no closed
+      form (one faster than ``active-set`` on this family).
+
+    These declarations are **not inherited**: a subclass may change the vertex set (a
+    constructor option, a restricted ``map_one``), so a closed form that fits the parent could
+    silently return a wrong projection for it. A subclass that keeps its parent's vertex set
+    re-declares the hook (``closed_form_projection = Parent.closed_form_projection``).
+
     Devices: every public method returns its result on the input's device with its dtype.
     :meth:`map_one` runs on the CPU, so the default :meth:`map_batch` copies a batch on
     another device (a GPU) to host memory once per batch and moves the vertices back once;
@@ -60,6 +82,10 @@ class Polytope(ABC):
 
     #: How many trailing axes make one instance.
     event_ndim: int = 1
+
+    #: Name of the solver that ``exact`` uses on this class when it has no closed form
+    #: (declared per class, not inherited; see the class docs).
+    preferred_exact_solver: ClassVar[str | None] = None
 
     # ------------------------------------------------------------------ shape rules
     def check_event_shape(self, event_shape: tuple[int, ...], name: str = "scores") -> None:
@@ -171,6 +197,32 @@ class Polytope(ABC):
             f"{type(self).__name__} does not define marginals; estimators that need them "
             "(marginals, STE-S, SPIGOT-CE/EG) cannot run on it"
         )
+
+    # ------------------------------------------------------------------ projection hooks
+    def closed_form(self) -> Projection | None:
+        """The closed-form projection this class declares (``closed_form_projection``), or ``None``.
+
+        Only a declaration in the polytope's own class counts (see the class docs).
+        """
+        return self._declared("closed_form_projection")
+
+    def relaxed_procedure(self) -> Projection | None:
+        """The relaxed procedure this class declares (``relaxed_projection``), or ``None``.
+
+        ``None`` means the ``relaxed`` solver projects onto :meth:`relaxation` itself.
+        """
+        return self._declared("relaxed_projection")
+
+    def exact_solver(self) -> str | None:
+        """The solver name this class declares as ``preferred_exact_solver``, or ``None``."""
+        return self._declared("preferred_exact_solver")
+
+    def _declared(self, name: str) -> Any:
+        """``name`` as declared in the body of this object's own class (bound if a method), else None."""
+        value = type(self).__dict__.get(name)
+        if value is None:
+            return None
+        return value.__get__(self, type(self)) if hasattr(value, "__get__") and callable(value) else value
 
     def supports(self, capability: str) -> bool:
         """Whether the optional hook ``capability`` is implemented.

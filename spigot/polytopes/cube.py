@@ -13,6 +13,7 @@ import torch
 
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.simplex import _prefix_mask
+from spigot.projections import project_box, project_budget
 
 
 class UnitCube(Polytope):
@@ -42,6 +43,10 @@ class UnitCube(Polytope):
         probs = torch.sigmoid(scores)
         mask = _prefix_mask(lengths, scores.shape[-1], scores.device)
         return probs if mask is None else probs * mask
+
+    def closed_form_projection(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """:func:`spigot.projections.project_box`."""
+        return project_box(x, lengths, validate=False)
 
 
 class Budget(Polytope):
@@ -139,3 +144,7 @@ class Budget(Polytope):
             updated = torch.stack([table, take]).logsumexp(dim=0)
             table = updated if valid is None else torch.where(valid[:, i : i + 1], updated, table)
         return torch.logsumexp(table, dim=1) if self.at_most else table[:, self.k]
+
+    def closed_form_projection(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """:func:`spigot.projections.project_budget` with this budget."""
+        return project_budget(x, self.k, self.at_most, lengths, validate=False)

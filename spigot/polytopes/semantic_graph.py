@@ -37,6 +37,7 @@ from scipy.optimize import linear_sum_assignment
 from spigot._word_graphs import arc_mask
 from spigot.polytopes.factor_graph import FactorGraphPolytope
 from spigot.polytopes.factors import FactorGraph
+from spigot.projections import labeled_arcs_projection, reference_projection
 
 #: Largest ``vertices x entries`` array :meth:`LabeledArcs.vertices` builds.
 MAX_VERTEX_ENTRIES = 2**24
@@ -150,6 +151,10 @@ class LabeledArcs(_LabeledGraph):
         """Itself: its constraints are already per arc."""
         return self
 
+    def closed_form_projection(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The per-arc projection :func:`spigot.projections.project_labeled_arcs`."""
+        return labeled_arcs_projection(x, lengths)
+
 
 class SemanticGraph(_LabeledGraph):
     r"""Semantic dependency graphs: at most one label per arc, unique labels at most once per head.
@@ -236,6 +241,15 @@ class SemanticGraph(_LabeledGraph):
         if "_relaxation" not in self.__dict__:
             self._relaxation = LabeledArcs(self.n_labels)
         return self._relaxation
+
+    #: The constraints are totally unimodular, so the QP onto them is the projection onto
+    #: conv(Z), and an interior-point method is far faster there than the active-set method
+    #: (see the "Semantic graphs" section of ``docs/benchmarks.md``).
+    preferred_exact_solver = "cvxpy"
+
+    def relaxed_projection(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The reference implementation's procedure :func:`spigot.projections.clip_project_labeled_arcs`."""
+        return reference_projection(x, lengths)
 
 
 def _positive_assignment(gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

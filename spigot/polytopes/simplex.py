@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from spigot.polytopes.base import Polytope
+from spigot.projections import project_product_of_simplices, project_simplex
 
 
 def _one_hot_argmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -63,6 +64,10 @@ class Simplex(Polytope):
     def marginals_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         return _masked_softmax(scores, _prefix_mask(lengths, scores.shape[-1], scores.device))
 
+    def closed_form_projection(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """:func:`spigot.projections.project_simplex`."""
+        return project_simplex(x, lengths, validate=False)
+
 
 class ProductOfSimplices(Polytope):
     r"""A product of simplices :math:`\Delta^k \times \dots \times \Delta^k`: one choice per group.
@@ -95,3 +100,7 @@ class ProductOfSimplices(Polytope):
         probs = torch.softmax(scores, dim=-1)
         rows = _prefix_mask(lengths, scores.shape[1], scores.device)
         return probs if rows is None else probs * rows[:, :, None]
+
+    def closed_form_projection(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """:func:`spigot.projections.project_product_of_simplices`."""
+        return project_product_of_simplices(x, lengths, validate=False)

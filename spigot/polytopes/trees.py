@@ -36,6 +36,7 @@ from spigot.polytopes._tree_marginals import (
 )
 from spigot._word_graphs import arc_mask, host_lengths, host_scores
 from spigot.polytopes.base import Polytope
+from spigot.projections import project_head_selection
 
 
 def _check_flag(value: bool, name: str) -> bool:
@@ -124,6 +125,10 @@ class HeadSelection(_DependencyPolytope):
         valid = arc_mask(lengths, size, batch, scores.device)
         probs = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=1)
         return torch.where(valid, probs, torch.zeros_like(probs))
+
+    def closed_form_projection(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """:func:`spigot.projections.project_head_selection`."""
+        return project_head_selection(x, lengths)
 
 
 class Arborescence(_DependencyPolytope):

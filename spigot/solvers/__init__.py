@@ -10,11 +10,10 @@ from spigot.solvers.active_set import ActiveSet
 from spigot.solvers.ad3_solver import Ad3FrankWolfe
 from spigot.solvers.base import InstanceOutcome, InstanceSolver, Solver
 from spigot.solvers.certificate import certificate_gap
-from spigot.solvers.closed_form import ClosedFormSolver, closed_form_for, register_closed_form
+from spigot.solvers.closed_form import ClosedFormSolver
 from spigot.solvers.cvxpy_qp import CvxpyQP
-from spigot.solvers.exact import Exact, register_exact_solver
+from spigot.solvers.exact import Exact
 from spigot.solvers.frank_wolfe import AwayFrankWolfe, FrankWolfe, PairwiseFrankWolfe
-import spigot.solvers.semantic_graphs  # noqa: F401  (registrations)
 from spigot.projections import (
     clip_project_labeled_arcs,
     project_box,
@@ -25,7 +24,7 @@ from spigot.projections import (
     project_simplex,
 )
 from spigot.solvers.registry import available_solvers, get_solver, register_solver, solver_options
-from spigot.solvers.relaxed import Relaxed, register_relaxed_projection, relaxed_projection_for
+from spigot.solvers.relaxed import Relaxed
 from spigot.solvers.result import ProjectionResult
 
 __all__ = [
@@ -45,7 +44,6 @@ __all__ = [
     "available_solvers",
     "certificate_gap",
     "clip_project_labeled_arcs",
-    "closed_form_for",
     "get_solver",
     "project_box",
     "project_budget",
@@ -53,10 +51,6 @@ __all__ = [
     "project_labeled_arcs",
     "project_product_of_simplices",
     "project_simplex",
-    "register_closed_form",
-    "register_exact_solver",
-    "register_relaxed_projection",
-    "relaxed_projection_for",
     "register_solver",
     "solver_options",
 ]

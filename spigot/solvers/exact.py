@@ -1,9 +1,10 @@
 """The ``exact`` solver: the fastest exact solver that a polytope supports.
 
-A registered closed form comes first; then a solver registered for the polytope's family with
-:func:`register_exact_solver` (exact type, like closed forms: a family whose constraints
-describe its polytope exactly, e.g. semantic graphs, may prefer ``cvxpy``); then the MAP-only
-active-set method, which works everywhere.
+The polytope's declared closed form comes first; then the solver it declares as
+``preferred_exact_solver`` (a family whose constraints describe its polytope exactly, e.g.
+semantic graphs, may prefer ``cvxpy``); then the MAP-only active-set method, which works
+everywhere. Declarations are per class and not inherited (see
+:class:`~spigot.polytopes.Polytope`).
 """
 
 from __future__ import annotations
@@ -18,21 +19,10 @@ from spigot.solvers.closed_form import ClosedFormSolver
 from spigot.solvers.registry import get_solver, register_solver
 from spigot.solvers.result import ProjectionResult
 
-_PREFERRED: dict[type[Polytope], tuple[str, dict[str, Any]]] = {}
-
-
-def register_exact_solver(polytope_type: type[Polytope], solver: str, **options: Any) -> None:
-    """Make ``solver`` (a registered name, with ``options``) the ``exact`` choice for exactly ``polytope_type``.
-
-    Register only a solver that is exact on that family and faster there than active-set.
-    """
-    get_solver(solver, **options)  # fail now on an unknown name or option
-    _PREFERRED[polytope_type] = (solver, dict(options))
-
 
 @register_solver("exact")
 class Exact(Solver):
-    """A registered closed form, else a registered exact solver, else the MAP-only active-set method.
+    """The declared closed form, else the declared preferred solver, else the MAP-only active-set method.
 
     The chosen solver decides where the work runs: closed forms on the input's device, the
     others on the CPU with one host transfer per batch each way.
@@ -50,19 +40,18 @@ class Exact(Solver):
     def __init__(self, tol: float = 1e-12, max_iter: int = 1000, init: Any = None) -> None:
         self._closed_form = ClosedFormSolver()
         self._active_set = ActiveSet(tol=tol, max_iter=max_iter, init=init)
-        self._preferred: dict[type[Polytope], Solver] = {}
+        self._preferred: dict[str, Solver] = {}
         self.tol, self.max_iter, self.init = tol, max_iter, init
 
     def choose(self, polytope: Polytope) -> Solver:
         """The solver used for ``polytope``."""
         if self._closed_form.supports(polytope):
             return self._closed_form
-        family = type(polytope)
-        if family in _PREFERRED:
-            if family not in self._preferred:  # one instance per family keeps solver caches warm
-                name, options = _PREFERRED[family]
-                self._preferred[family] = get_solver(name, **options)
-            return self._preferred[family]
+        name = polytope.exact_solver()
+        if name is not None:
+            if name not in self._preferred:  # one instance per name keeps solver caches warm
+                self._preferred[name] = get_solver(name)
+            return self._preferred[name]
         return self._active_set
 
     def run(

@@ -2,13 +2,14 @@
 
 Some families' reference code does not compute the Euclidean projection onto the relaxation
 but a procedure of its own (for semantic graphs: clip each arc's value, then project its
-labels). Such procedures are registered per polytope class (exact type, like closed forms)
-with :func:`register_relaxed_projection`; the solver uses them when registered.
+labels). Such a family declares it as ``relaxed_projection`` in its class body (read through
+:meth:`~spigot.polytopes.Polytope.relaxed_procedure`; not inherited, like closed forms); the
+solver applies it when declared.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -18,38 +19,22 @@ from spigot.solvers.base import Solver, assemble
 from spigot.solvers.registry import get_solver, register_solver
 from spigot.solvers.result import CONVERGED, ProjectionResult
 
-#: ``fn(polytope, x (B, *event), lengths (B,) or None) -> p (B, *event)``, torch; ``p`` must lie
-#: in ``polytope.relaxation()``.
-RelaxedProjection = Callable[[Polytope, torch.Tensor, torch.Tensor | None], torch.Tensor]
-
-_RELAXED: dict[type[Polytope], RelaxedProjection] = {}
-
-
-def register_relaxed_projection(polytope_type: type[Polytope], fn: RelaxedProjection) -> None:
-    """Register the reference procedure ``fn`` of the ``relaxed`` solver for exactly ``polytope_type``."""
-    _RELAXED[polytope_type] = fn
-
-
-def relaxed_projection_for(polytope: Polytope) -> RelaxedProjection | None:
-    """The registered relaxed procedure for ``polytope``'s exact type, or ``None``."""
-    return _RELAXED.get(type(polytope))
-
 
 @register_solver("relaxed")
 class Relaxed(Solver):
     """Projection onto the polytope's cheap outer relaxation (Peng et al. 2018, Sec. 3).
 
-    When a procedure is registered for the polytope's type (:func:`register_relaxed_projection`),
+    When the polytope declares a procedure (:meth:`~spigot.polytopes.Polytope.relaxed_procedure`),
     that procedure is applied; otherwise ``inner`` projects onto ``polytope.relaxation()``. The
     result is generally *not* in the polytope itself; its certificate ``gap`` is measured
-    against the relaxation (so it is positive when a registered procedure is not the Euclidean
+    against the relaxation (so it is positive when a declared procedure is not the Euclidean
     projection onto it).
 
     Parameters
     ----------
     inner
         Solver (name or instance) used on the relaxation; ``"exact"`` by default; it decides
-        where the projection runs (a registered procedure runs on the input's device).
+        where the projection runs (a declared procedure runs on the input's device).
     inner_options
         Options for ``inner`` when it is a name.
     """
@@ -61,12 +46,12 @@ class Relaxed(Solver):
         self.inner = get_solver(inner, **(inner_options or {}))
 
     def run(self, polytope: Polytope, x: Array, lengths: Array | None = None) -> ProjectionResult:
-        procedure = relaxed_projection_for(polytope)
+        procedure = polytope.relaxed_procedure()
         if procedure is None:
             return self.inner.run(polytope.relaxation(), x, lengths)
         batch = as_batch(polytope, x, lengths, name="x")
         with torch.no_grad():
-            p = procedure(polytope, batch.values, batch.lengths)
+            p = procedure(batch.values, batch.lengths)
         size = batch.size
         message = [f"{type(polytope).__name__} reference procedure (no iterations)"] * size
         return assemble(polytope.relaxation(), batch, p, [0] * size, [CONVERGED] * size, message)

@@ -149,6 +149,6 @@ def _findings(default: pd.DataFrame, full: pd.DataFrame) -> list[str]:
     lines.append(
         f"- Among the exact solvers cvxpy is the fastest on {cvxpy_wins} of {len(fastest)} default"
         f" sizes; active-set takes {_span(active.time_ratio, '.2g')} times cvxpy's time there."
-        " `solver=\"exact\"` on a `SemanticGraph` uses cvxpy (`register_exact_solver`)."
+        " `solver=\"exact\"` on a `SemanticGraph` uses cvxpy (`SemanticGraph.preferred_exact_solver`)."
     )
     return lines
