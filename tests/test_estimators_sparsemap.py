@@ -148,3 +148,40 @@ def test_backward_is_an_orthogonal_projector(x):
     jacobian = _jacobian(UnitCube(), x)
     np.testing.assert_allclose(jacobian, jacobian.T, atol=1e-9)
     np.testing.assert_allclose(jacobian @ jacobian, jacobian, atol=1e-9)
+
+
+@pytest.mark.parametrize("with_zero", [False, True])
+def test_face_span_projector_matches_an_svd_of_the_vertex_differences(with_zero, rng):
+    from spigot.autodiff.sparsemap_layer import FaceSpan
+
+    d = 12
+    vertices = (rng.random((7, d)) < 0.5).astype(np.float64)
+    if with_zero:
+        vertices[0] = 0.0  # M^T M is singular-prone here; the lifted Gram matrix is not
+    vertices = np.vstack([vertices, vertices[1] + vertices[2] - vertices[3]])  # affinely dependent
+    span = FaceSpan(d)
+    added = [span.add(v) for v in vertices]
+    differences = vertices[1:] - vertices[0]
+    _, singular, rows = np.linalg.svd(differences, full_matrices=False)
+    basis = rows[singular > 1e-9 * singular[0]]
+    assert span.size == len(basis) + 1 and not added[-1]
+    expected = basis.T @ basis
+    jacobian = np.stack([span.project(e) for e in np.eye(d)], axis=1)
+    np.testing.assert_allclose(jacobian, expected, atol=1e-10)
+
+
+def test_face_span_projector_is_niculae_formula_on_independent_vertices(rng):
+    from spigot.autodiff.sparsemap_layer import FaceSpan
+
+    d, k = 10, 4
+    m = (rng.random((d, k)) < 0.5).astype(np.float64)
+    m[0] = 1.0  # linearly independent columns, almost surely
+    assert np.linalg.matrix_rank(m) == k
+    z = np.linalg.inv(m.T @ m)
+    ones = np.ones(k)
+    expected = m @ (z - np.outer(z @ ones, ones @ z) / (ones @ z @ ones)) @ m.T
+    span = FaceSpan(d)
+    for v in m.T:
+        assert span.add(v)
+    jacobian = np.stack([span.project(e) for e in np.eye(d)], axis=1)
+    np.testing.assert_allclose(jacobian, expected, atol=1e-10)

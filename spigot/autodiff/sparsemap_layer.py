@@ -13,10 +13,14 @@ affine hull of :math:`S`, whose Jacobian is the orthogonal projector onto its di
 
 .. math:: \frac{\partial L}{\partial s} = J^\top g = \Pi_{D_S}\, g .
 
-With :math:`M` the matrix of active vertices and :math:`Z = (M^\top M)^{-1}` this is Niculae et
-al.'s :math:`M Z M^\top - M Z \mathbf{1}\mathbf{1}^\top Z M^\top / (\mathbf{1}^\top Z
-\mathbf{1})`; the projector form computed here (from an SVD of the vertex differences) also
-holds when :math:`M^\top M` is singular, e.g. when the zero vector is a vertex.
+With :math:`M` the ``d x k`` matrix of affinely independent active vertices this is Niculae et
+al.'s :math:`J = M (Z - Z \mathbf{1}\mathbf{1}^\top Z / \mathbf{1}^\top Z \mathbf{1}) M^\top`,
+computed here with the *lifted* Gram matrix :math:`Z = (M^\top M + \mathbf 1 \mathbf
+1^\top)^{-1}` (the Gram matrix of the points :math:`(v, 1)`): the correction term is unchanged,
+and the lifted matrix stays invertible when :math:`M^\top M` is singular (the zero vector as a
+vertex). Only the ``k x k`` matrix is factored (Cholesky, grown one vertex at a time; a vertex
+affinely dependent on the others is left out, since it adds no direction), so one instance costs
+:math:`O(dk + k^3)` and no ``d x k`` factorisation.
 
 The exact Jacobian of :math:`\Pi_P` (wherever it exists) is the projector onto the directions
 of the whole face :math:`F = \operatorname*{argmax}_{v \in P} \langle s - p, v\rangle` exposed
@@ -57,7 +61,8 @@ from spigot.autodiff._common import (
 )
 from spigot.errors import ProjectionError
 from spigot.polytopes.base import Polytope
-from spigot.solvers.active_set import ActiveSet
+from spigot.solvers import _cholesky
+from spigot.solvers.active_set import ActiveSet, ActiveSetState
 from spigot.solvers.base import InstanceSolver, Solver, host_arrays
 from spigot.solvers.exact import Exact
 from spigot.solvers.registry import get_solver
@@ -67,7 +72,8 @@ from spigot.solvers.relaxed import Relaxed
 _FACE_TOL = 1e-8
 #: A vertex leaves the affine hull found so far when it moves this far along a unit direction.
 _SPAN_TOL = 1e-9
-#: Relative singular-value cut-off for the rank of the vertex differences.
+#: A probing direction this short (after removing its part in the span found so far) means the
+#: span is the whole space.
 _RANK_TOL = 1e-9
 #: How many times the probing step may shrink (by 16) before the face oracle gives up.
 _MAX_SHRINKS = 60
@@ -98,12 +104,40 @@ def vertex_solver(solver: Solver, polytope: Polytope) -> tuple[Solver, Polytope]
     )
 
 
-def _orthonormal_directions(face: list[np.ndarray]) -> np.ndarray:
-    """Orthonormal rows spanning ``span{v - face[0]}``."""
-    if len(face) <= 1:
-        return np.zeros((0, face[0].size))
-    _, singular, rows = np.linalg.svd(np.array(face[1:]) - face[0], full_matrices=False)
-    return rows[: int(np.sum(singular > _RANK_TOL * max(1.0, singular[0])))]
+class FaceSpan:
+    r"""The affine hull of affinely independent vertices, and the projector onto its directions.
+
+    Holds the vertices (rows of :math:`V`, i.e. :math:`M^\top`) with the Cholesky factor of
+    their lifted Gram matrix (:class:`~spigot.solvers.active_set.ActiveSetState`, updated in
+    :math:`O(k^2)` per vertex); :meth:`project` applies Niculae et al.'s active-face Jacobian in
+    :math:`O(dk + k^2)`.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._state = ActiveSetState(np.zeros(size))
+
+    @property
+    def size(self) -> int:
+        """How many vertices span the hull."""
+        return self._state.size
+
+    @property
+    def origin(self) -> np.ndarray:
+        """The first vertex."""
+        return self._state.active[0]
+
+    def add(self, v: np.ndarray) -> bool:
+        """Add ``v``; False (nothing changes) if it is numerically in the affine hull already."""
+        return self._state.add(v)
+
+    def project(self, g: np.ndarray) -> np.ndarray:
+        """The orthogonal projection of the flat vector ``g`` onto the directions of the hull."""
+        state = self._state
+        if state.size <= 1:
+            return np.zeros_like(g)
+        vertices = state.active
+        gamma = _cholesky.affine_direction_weights(state.chol, state.size, vertices @ g)
+        return gamma @ vertices
 
 
 def face_basis(
@@ -113,7 +147,7 @@ def face_basis(
     vertices: np.ndarray,
     weights: np.ndarray,
 ) -> np.ndarray:
-    r"""Orthonormal rows spanning the directions of the face of ``P`` exposed by ``x - p``.
+    r"""The affine hull of the face of ``P`` exposed by ``x - p``, as a :class:`FaceSpan`.
 
     The face is :math:`F = \operatorname*{argmax}_{v \in P} \langle x - p, v \rangle`; the
     projection's Jacobian at ``x`` is the orthogonal projector onto these directions. The active
@@ -138,7 +172,7 @@ def face_basis(
 
     Returns
     -------
-    ``(r, x.size)`` array with orthonormal rows (``r = 0`` when the face is a vertex).
+    The face's span; its :meth:`FaceSpan.project` is the Jacobian (a single vertex: 0).
     """
     shape = x.shape
     residual, point = (x - p).ravel(), p.ravel()
@@ -161,25 +195,26 @@ def face_basis(
         )
 
     flat = vertices.reshape(len(weights), -1)
-    face = [v for v, w in zip(flat, weights) if w > 0 and on_face(v)]
-    if not face:
-        face = [face_argmax(np.zeros_like(residual))]
-    basis = _orthonormal_directions(face)
+    span = FaceSpan(residual.size)
+    for v in flat[(weights > 0)]:
+        if on_face(v):
+            span.add(v)  # an affinely dependent vertex adds no direction and is left out
+    if span.size == 0:
+        span.add(face_argmax(np.zeros_like(residual)))
     rng = np.random.default_rng(_SEED)
     for _ in range(residual.size + 1):
         direction = rng.standard_normal(residual.size)
-        direction -= basis.T @ (basis @ direction)
+        for _ in range(2):  # twice: the second pass removes what rounding left of the span
+            direction -= span.project(direction)
         norm = float(np.linalg.norm(direction))
         if norm <= _RANK_TOL:
             break
         direction /= norm
         extreme = [face_argmax(sign * direction) for sign in (1.0, -1.0)]
-        leaving = [v for v in extreme if abs((v - face[0]) @ direction) > _SPAN_TOL]
-        if not leaving:
+        leaving = [v for v in extreme if abs((v - span.origin) @ direction) > _SPAN_TOL]
+        if not leaving or not span.add(leaving[0]):
             break
-        face.append(leaving[0])
-        basis = _orthonormal_directions(face)
-    return basis
+    return span
 
 
 class _SparseMAPFunction(torch.autograd.Function):
@@ -207,9 +242,8 @@ class _SparseMAPFunction(torch.autograd.Function):
             vertices = active[(slice(None), *sl)]
             # the solver's float64 point, not result.x, which is rounded to the input's dtype
             pi = np.tensordot(weights, vertices, axes=1)
-            basis = face_basis(ctx.target_polytope, xi, pi, vertices, weights)
-            gi = g[(i, *sl)].ravel()
-            parts.append((basis.T @ (basis @ gi)).reshape(xi.shape))
+            span = face_basis(ctx.target_polytope, xi, pi, vertices, weights)
+            parts.append(span.project(g[(i, *sl)].ravel()).reshape(xi.shape))
         grad_scores = batch.embed(parts).to(device=grad_p.device, dtype=grad_p.dtype)
         mask = padding_mask(batch)
         if mask is not None:

@@ -93,3 +93,18 @@ def affine_weights(chol, m, rhs):
     b = _solve(chol, m, np.ones(m))
     mu = (a.sum() - 1.0) / b.sum()
     return a - mu * b
+
+
+@numba.njit(cache=True, error_model="numpy")
+def affine_direction_weights(chol, m, projected):
+    r"""Weights :math:`\gamma` with :math:`V^\top\gamma` the projection of ``g`` onto the directions of aff(V).
+
+    ``projected = V g``. With :math:`Z = H^{-1}` (``H`` the lifted Gram matrix of the factor),
+    :math:`\gamma = Z V g - Z\mathbf 1\, \mathbf 1^\top Z V g / \mathbf 1^\top Z \mathbf 1`, so
+    that :math:`V^\top\gamma = J g` with Niculae et al.'s (2018) active-face Jacobian
+    :math:`J = V^\top (Z - Z \mathbf 1 \mathbf 1^\top Z / \mathbf 1^\top Z \mathbf 1) V`; the
+    weights sum to 0.
+    """
+    a = _solve(chol, m, projected[:m])
+    b = _solve(chol, m, np.ones(m))
+    return a - (a.sum() / b.sum()) * b
