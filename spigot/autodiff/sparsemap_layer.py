@@ -62,7 +62,7 @@ from spigot.autodiff._common import (
 from spigot.errors import ProjectionError
 from spigot.polytopes.base import Polytope
 from spigot.solvers import _cholesky
-from spigot.solvers.active_set import ActiveSet, ActiveSetState
+from spigot.solvers.active_set import _PIVOT_EPS, ActiveSet, ActiveSetState
 from spigot.solvers.base import InstanceSolver, Solver, host_arrays
 from spigot.solvers.exact import Exact
 from spigot.solvers.registry import get_solver
@@ -115,6 +115,29 @@ class FaceSpan:
 
     def __init__(self, size: int) -> None:
         self._state = ActiveSetState(np.zeros(size))
+
+    @classmethod
+    def of(cls, vertices: np.ndarray) -> FaceSpan:
+        """The span of the rows of ``vertices``: one Gram product and one Cholesky factorisation
+        when they are affinely independent (an active set is), one vertex at a time otherwise."""
+        span = cls(vertices.shape[1])
+        lifted = vertices @ vertices.T + 1.0
+        try:
+            factor = np.linalg.cholesky(lifted)
+        except np.linalg.LinAlgError:
+            factor = None
+        pivots = np.diag(factor) ** 2 if factor is not None else None
+        if factor is None or np.any(pivots <= _PIVOT_EPS * np.diag(lifted)):
+            for v in vertices:
+                span.add(v)
+            return span
+        state, k = span._state, len(vertices)
+        while len(state.weights) < k:
+            state._grow()
+        state.vertices[:k], state.chol[:k, :k] = vertices, factor
+        state.norms[:k], state.rhs[:k], state.weights[:k] = np.diag(lifted) - 1.0, 1.0, 0.0
+        state.size = k
+        return span
 
     @property
     def size(self) -> int:
@@ -195,17 +218,14 @@ def face_basis(
         )
 
     flat = vertices.reshape(len(weights), -1)
-    span = FaceSpan(residual.size)
-    for v in flat[(weights > 0)]:
-        if on_face(v):
-            span.add(v)  # an affinely dependent vertex adds no direction and is left out
+    face = np.array([v for v in flat[weights > 0] if on_face(v)]).reshape(-1, residual.size)
+    span = FaceSpan.of(face)  # an affinely dependent vertex adds no direction and is left out
     if span.size == 0:
         span.add(face_argmax(np.zeros_like(residual)))
     rng = np.random.default_rng(_SEED)
     for _ in range(residual.size + 1):
         direction = rng.standard_normal(residual.size)
-        for _ in range(2):  # twice: the second pass removes what rounding left of the span
-            direction -= span.project(direction)
+        direction -= span.project(direction)
         norm = float(np.linalg.norm(direction))
         if norm <= _RANK_TOL:
             break

@@ -59,6 +59,7 @@ class ActiveSetState:
         self.vertices = np.empty((capacity, x.size))
         self.weights = np.empty(capacity)
         self.rhs = np.empty(capacity)
+        self.norms = np.empty(capacity)
         self.chol = np.zeros((capacity, capacity))
 
     @property
@@ -75,22 +76,41 @@ class ActiveSetState:
     def point(self) -> np.ndarray:
         return self.active_weights @ self.active
 
-    def index(self, v: np.ndarray) -> int:
-        """Position of ``v`` in the active set, or -1."""
-        hits = np.flatnonzero(np.all(self.active == v, axis=1))
-        return int(hits[0]) if hits.size else -1
+    def products(self, v: np.ndarray) -> np.ndarray:
+        """Inner products of ``v`` with the active vertices (one matrix-vector product)."""
+        return self.active @ v
 
-    def add(self, v: np.ndarray, weight: float = 0.0) -> bool:
-        """Append ``v`` with ``weight``; return False (and change nothing) if it is affinely dependent."""
+    def index(self, v: np.ndarray, products: np.ndarray | None = None) -> int:
+        """Position of ``v`` in the active set, or -1.
+
+        Only vertices ``u`` with :math:`\langle u, v\rangle = \|u\|^2 = \|v\|^2` (``products``,
+        from :meth:`products`, when already computed) are compared entry by entry.
+        """
+        products = self.products(v) if products is None else products
+        norm = v @ v
+        norms = self.norms[: self.size]
+        for k in np.flatnonzero((products == norm) & (norms == norm)):
+            if np.array_equal(self.vertices[k], v):
+                return int(k)
+        return -1
+
+    def add(self, v: np.ndarray, weight: float = 0.0, products: np.ndarray | None = None) -> bool:
+        """Append ``v`` with ``weight``; return False (and change nothing) if it is affinely dependent.
+
+        ``products`` are ``v``'s inner products with the active vertices, when already computed.
+        """
         m = self.size
+        products = self.products(v) if products is None else products
         if m == len(self.weights):
             self._grow()
-        diagonal = v @ v + 1.0
-        pivot = _cholesky.append(self.chol, m, self.active @ v + 1.0, diagonal)
+        norm = v @ v
+        diagonal = norm + 1.0
+        pivot = _cholesky.append(self.chol, m, products + 1.0, diagonal)
         if pivot <= _PIVOT_EPS * diagonal:
             return False
         self.vertices[m] = v
         self.weights[m] = weight
+        self.norms[m] = norm
         self.rhs[m] = v @ self.x + 1.0
         self.size = m + 1
         return True
@@ -99,7 +119,7 @@ class ActiveSetState:
         """Drop the ``k``-th active vertex (its weight is discarded)."""
         m = self.size
         _cholesky.delete(self.chol, m, k)
-        for array in (self.vertices, self.weights, self.rhs):
+        for array in (self.vertices, self.weights, self.rhs, self.norms):
             array[k : m - 1] = array[k + 1 : m]
         self.size = m - 1
 
@@ -115,9 +135,10 @@ class ActiveSetState:
         vertices[: self.size] = self.active
         chol = np.zeros((capacity, capacity))
         chol[: self.size, : self.size] = self.chol[: self.size, : self.size]
-        weights, rhs = np.empty(capacity), np.empty(capacity)
+        weights, rhs, norms = np.empty(capacity), np.empty(capacity), np.empty(capacity)
         weights[: self.size], rhs[: self.size] = self.active_weights, self.rhs[: self.size]
-        self.vertices, self.chol, self.weights, self.rhs = vertices, chol, weights, rhs
+        norms[: self.size] = self.norms[: self.size]
+        self.vertices, self.chol, self.weights, self.rhs, self.norms = vertices, chol, weights, rhs, norms
 
 
 @register_solver("active-set")
@@ -176,7 +197,8 @@ class ActiveSet(InstanceSolver):
             if gap <= gap_threshold(residual, self.tol):
                 status = CONVERGED
                 break
-            if state.index(v) >= 0 or not state.add(v):
+            products = state.products(v)
+            if state.index(v, products) >= 0 or not state.add(v, products=products):
                 status = STALLED
                 message = (
                     f"stalled: the oracle returned a vertex already in (or affinely dependent on) "
