@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from spigot._batch import Batch, check_finite
 from spigot.errors import ProjectionError, ProjectionWarning, UnsupportedOperation
 from spigot.polytopes.base import Polytope
-from spigot.solvers.base import Solver
+from spigot.solvers.base import Solution, Solver, Start, check_closed_form
 from spigot.solvers.result import ProjectionResult
 
 ON_FAILURE = ("raise", "warn")
@@ -107,20 +108,42 @@ def step_sizes(grad: torch.Tensor, eta: float, threshold: float | None) -> torch
     return torch.minimum(eta_b, capped)
 
 
-def project_warm(
+def check_certify(certify: bool) -> bool:
+    """Validate the ``certify`` flag of a layer."""
+    if not isinstance(certify, bool):
+        raise TypeError(f"certify must be True or False, got {certify!r}")
+    return certify
+
+
+def project_in_backward(
     solver: Solver,
     polytope: Polytope,
+    batch: Batch,
     target: torch.Tensor,
-    lengths: torch.Tensor | None,
-    init: torch.Tensor | None,
-) -> ProjectionResult:
-    """Run ``solver``, warm-started at ``init`` when the solver accepts a warm start."""
-    if init is not None and solver.warm_start:
-        return solver.run(polytope, target, lengths, init=init)
-    return solver.run(polytope, target, lengths)
+    start: Start | None,
+    certify: bool,
+    on_failure: str,
+    where: str,
+) -> torch.Tensor:
+    r"""Project ``target`` (flat, shaped like ``batch.values``, already checked) and return ``p``.
+
+    Calls the solver's internal ``solve`` on ``batch`` with its values replaced by ``target``:
+    no re-validation, no reshaping, the warm start ``start`` as given (solvers without warm
+    starts ignore it). Success is decided by the solver: an iterative one stops on the
+    certificate it computes anyway; a closed form is exact by construction, so its certificate
+    (one MAP call) is computed only with ``certify``, and an instance whose gap exceeds
+    :math:`\sqrt{\epsilon}\max(1, \|x - p\|_1)` then fails. A failure raises
+    :class:`ProjectionError` or warns (``on_failure``).
+    """
+    flat = replace(batch, values=target)
+    solution = solver.solve(polytope, flat, start if solver.warm_start else None)
+    if solution.closed_form and certify:
+        solution = check_closed_form(polytope, flat, solution)
+    handle_failure(solution, on_failure, where)
+    return solution.p.to(device=target.device, dtype=target.dtype)
 
 
-def handle_failure(result: ProjectionResult, on_failure: str, where: str) -> None:
+def handle_failure(result: ProjectionResult | Solution, on_failure: str, where: str) -> None:
     """Raise :class:`ProjectionError` (or warn) if some projection missed its tolerance."""
     if result.all_success:
         return

@@ -49,6 +49,7 @@ marginals; padded entries of the output and of the gradient are 0.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,7 @@ from torch.autograd.function import once_differentiable
 
 from spigot._batch import Array, as_batch
 from spigot.autodiff._common import (
+    check_certify,
     check_choice,
     check_eta,
     check_gradient,
@@ -65,6 +67,7 @@ from spigot.autodiff._common import (
     check_threshold,
     handle_failure,
     padding_mask,
+    project_in_backward,
     require_marginals,
     step_sizes,
 )
@@ -87,6 +90,7 @@ def _forward_output(ctx, scores: torch.Tensor, polytope: Polytope, lengths: Any,
             out = polytope.map_batch(values, batch.lengths)
     mask = padding_mask(batch)
     ctx.polytope, ctx.lengths, ctx.has_mask = polytope, batch.lengths, mask is not None
+    ctx.batch = replace(batch, values=values)  # the validated shape, without the graph
     ctx.output_is_marginals = output == "marginals"
     ctx.save_for_backward(values, out, mask if mask is not None else torch.empty(0))
     return out
@@ -109,9 +113,10 @@ def _finish(ctx, grad_scores: torch.Tensor, mask: torch.Tensor, shape: torch.Siz
 
 class _SpigotCEFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, polytope, solver, eta, threshold, lengths, on_failure, output):
+    def forward(ctx, scores, polytope, solver, eta, threshold, lengths, on_failure, output, certify):
         out = _forward_output(ctx, scores, polytope, lengths, output)
         ctx.solver, ctx.eta, ctx.threshold, ctx.on_failure = solver, eta, threshold, on_failure
+        ctx.certify = certify
         return out.reshape(scores.shape)
 
     @staticmethod
@@ -121,10 +126,11 @@ class _SpigotCEFunction(torch.autograd.Function):
         _, mu, mask = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
         target = mu - step_sizes(g, ctx.eta, ctx.threshold) * g
-        result = ctx.solver.run(ctx.polytope, target, ctx.lengths)
-        handle_failure(result, ctx.on_failure, "SPIGOT-CE backward")
-        grad_scores = _finish(ctx, mu - result.x, mask, grad_out.shape)
-        return grad_scores, None, None, None, None, None, None, None
+        p = project_in_backward(
+            ctx.solver, ctx.polytope, ctx.batch, target, None, ctx.certify, ctx.on_failure, "SPIGOT-CE backward"
+        )
+        grad_scores = _finish(ctx, mu - p, mask, grad_out.shape)
+        return grad_scores, None, None, None, None, None, None, None, None
 
 
 class _SpigotEGFunction(torch.autograd.Function):
@@ -159,6 +165,7 @@ def spigot_ce(
     lengths: Array | None = None,
     on_failure: str = "raise",
     output: str = "argmax",
+    certify: bool = False,
     **solver_options: Any,
 ) -> Array:
     r"""The argmax (or the marginals), with the SPIGOT-CE backward pass.
@@ -186,6 +193,8 @@ def spigot_ce(
         tolerance, or ``"warn"``.
     output
         ``"argmax"`` (:math:`\mathrm{map}(s)`) or ``"marginals"`` (:math:`\mu(s)`).
+    certify
+        Also certify closed-form projections in the backward pass (see :func:`~spigot.autodiff.spigot`).
     **solver_options
         Options for the solver when it is given by name.
 
@@ -200,13 +209,16 @@ def spigot_ce(
     """
     check_polytope(polytope)
     require_marginals(polytope, "SPIGOT-CE")
+    certify = check_certify(certify)
     resolved = get_solver(solver, **solver_options)
     eta, threshold = check_eta(eta), check_threshold(threshold)
     on_failure = check_on_failure(on_failure)
     output = check_choice(output, OUTPUTS, "output")
     if isinstance(scores, np.ndarray):
         return _numpy_output(scores, polytope, lengths, output)
-    return _SpigotCEFunction.apply(scores, polytope, resolved, eta, threshold, lengths, on_failure, output)
+    return _SpigotCEFunction.apply(
+        scores, polytope, resolved, eta, threshold, lengths, on_failure, output, certify
+    )
 
 
 def spigot_eg(
@@ -249,11 +261,13 @@ class SpigotCE(torch.nn.Module):
         threshold: float | None = None,
         on_failure: str = "raise",
         output: str = "argmax",
+        certify: bool = False,
         **solver_options: Any,
     ) -> None:
         super().__init__()
         self.polytope = check_polytope(polytope)
         require_marginals(polytope, "SPIGOT-CE")
+        self.certify = check_certify(certify)
         self.solver = get_solver(solver, **solver_options)
         self.eta = check_eta(eta)
         self.threshold = check_threshold(threshold)
@@ -263,7 +277,7 @@ class SpigotCE(torch.nn.Module):
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
         return spigot_ce(
             scores, self.polytope, self.solver, self.eta, self.threshold, lengths,
-            self.on_failure, self.output,
+            self.on_failure, self.output, self.certify,
         )
 
     def extra_repr(self) -> str:

@@ -45,6 +45,7 @@ instance), and the output and the gradient go back to the input's device once.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,7 @@ from spigot.errors import ProjectionError
 from spigot.polytopes.base import Polytope
 from spigot.solvers import _cholesky
 from spigot.solvers.active_set import _PIVOT_EPS, ActiveSet, ActiveSetState
-from spigot.solvers.base import InstanceSolver, Solver, host_arrays
+from spigot.solvers.base import InstanceSolver, Solver
 from spigot.solvers.exact import Exact
 from spigot.solvers.registry import get_solver
 from spigot.solvers.relaxed import Relaxed
@@ -95,7 +96,7 @@ def vertex_solver(solver: Solver, polytope: Polytope) -> tuple[Solver, Polytope]
         chosen = solver.choose(polytope)
         if isinstance(chosen, InstanceSolver) and chosen.vertex_based:
             return solver, polytope
-        return ActiveSet(tol=solver.tol, max_iter=solver.max_iter, init=solver.init), polytope
+        return ActiveSet(tol=solver.tol, max_iter=solver.max_iter, max_time=solver.max_time, init=solver.init), polytope
     if isinstance(solver, InstanceSolver) and solver.vertex_based:
         return solver, polytope
     raise ValueError(
@@ -241,26 +242,27 @@ class _SparseMAPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores, polytope, solver, target_polytope, lengths, on_failure):
         batch = as_batch(polytope, scores, lengths)
-        values = batch.values.detach()
-        result = solver.run(target_polytope, values, batch.lengths)
-        handle_failure(result, on_failure, "SparseMAP forward")
-        ctx.batch, ctx.result, ctx.target_polytope = batch, result, target_polytope
-        return result.x.reshape(scores.shape)
+        batch = replace(batch, values=batch.values.detach())
+        solution = solver.solve(target_polytope, batch)
+        handle_failure(solution, on_failure, "SparseMAP forward")
+        ctx.batch, ctx.solution, ctx.target_polytope = batch, solution, target_polytope
+        return solution.p.to(batch.values.dtype).reshape(scores.shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_p):
         check_gradient(grad_p)
         batch: Batch = ctx.batch
-        result = ctx.result
-        # one transfer to host memory per batch: the gradient, the inputs, the active sets
+        solution = ctx.solution
+        # one transfer to host memory per batch: the gradient and the inputs (the solver's
+        # active sets are host arrays already)
         g = grad_p.reshape(batch.values.shape).detach().cpu().double().numpy()
-        active_sets, all_weights = host_arrays(result.active_set), host_arrays(result.weights)
+        active_sets, all_weights = solution.active_set, solution.weights
         parts = []
         instances = zip(batch.instances(), batch.slices, active_sets, all_weights)
         for i, (xi, sl, active, weights) in enumerate(instances):
             vertices = active[(slice(None), *sl)]
-            # the solver's float64 point, not result.x, which is rounded to the input's dtype
+            # the solver's float64 point, not the output, which is rounded to the input's dtype
             pi = np.tensordot(weights, vertices, axes=1)
             span = face_basis(ctx.target_polytope, xi, pi, vertices, weights)
             parts.append(span.project(g[(i, *sl)].ravel()).reshape(xi.shape))
@@ -320,9 +322,9 @@ def _apply(
     """Run SparseMAP with a resolved vertex-based solver (numpy: forward only)."""
     if isinstance(scores, np.ndarray):
         batch = as_batch(polytope, scores, lengths)
-        result = solver.run(target_polytope, batch.values, batch.lengths)
-        handle_failure(result, on_failure, "SparseMAP forward")
-        return batch.restore(result.x)
+        solution = solver.solve(target_polytope, batch)
+        handle_failure(solution, on_failure, "SparseMAP forward")
+        return batch.restore(solution.p)
     return _SparseMAPFunction.apply(scores, polytope, solver, target_polytope, lengths, on_failure)
 
 

@@ -9,21 +9,27 @@ given :math:`g = \partial L / \partial z`, it returns
 the direction from :math:`z` to the projection of a gradient step taken from it: the
 "pulled-back" target :math:`\Pi_P(z - \eta g)` is the closest point of :math:`P` that the
 downstream loss prefers. :math:`P` is the polytope (``solver="exact"``) or its relaxation
-(``solver="relaxed"``, as in the reference implementation). The projection is warm-started at
-:math:`z` when the solver supports it.
+(``solver="relaxed"``, as in the reference implementation). The backward pass calls the
+solver's internal ``solve`` on the batch the forward pass validated and flattened (no second
+check, no reshaping), warm-started at the active set :math:`\{z\}` with weight 1 when the solver
+takes a warm start.
+
+Certificates: an iterative solver (active set, Frank-Wolfe) stops on its certificate, which
+decides its success; a closed form (head selection, simplices, ...) is exact by construction
+and its certificate (one more MAP call) is computed only with ``certify=True``.
 
 On a GPU every step is batched: no work is done per sentence on the device and nothing is
 copied per sentence. For dependency trees with ``solver="relaxed"`` the forward pass copies the
 batch of scores to the host once for the compiled MAP and the vertices back once; the backward
 pass projects onto the head-selection relaxation on the device (the closed form of
 :mod:`spigot.projections`, no host synchronisation of its own). What remains are a few
-host synchronisations per step whatever the batch size: the finite checks of the scores, of the
-incoming gradient and of the projection's input, and reading the projection's certificate
-(``ProjectionResult.gap``) back for the failure check.
+host synchronisations per step whatever the batch size: the finite checks of the scores and of
+the incoming gradient (and, with ``certify=True``, reading the certificate back).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -36,24 +42,25 @@ from spigot.autodiff._common import (
     check_on_failure,
     check_polytope,
     check_threshold,
-    handle_failure,
+    check_certify,
     padding_mask,
-    project_warm,
+    project_in_backward,
     step_sizes,
 )
 from spigot.polytopes.base import Polytope
-from spigot.solvers.base import Solver
+from spigot.solvers.base import Solver, vertex_starts
 from spigot.solvers.registry import get_solver
 
 
 class _SpigotFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, polytope, solver, eta, threshold, lengths, on_failure):
+    def forward(ctx, scores, polytope, solver, eta, threshold, lengths, on_failure, certify):
         batch = as_batch(polytope, scores, lengths)
         with torch.no_grad():
             z = polytope.map_batch(batch.values.detach(), batch.lengths)
         ctx.polytope, ctx.solver, ctx.eta, ctx.threshold = polytope, solver, eta, threshold
-        ctx.lengths, ctx.on_failure = batch.lengths, on_failure
+        ctx.batch = replace(batch, values=batch.values.detach())  # the validated shape, without the graph
+        ctx.on_failure, ctx.certify = on_failure, certify
         ctx.mask = padding_mask(batch)
         ctx.save_for_backward(z)
         return z.reshape(scores.shape)
@@ -67,10 +74,12 @@ class _SpigotFunction(torch.autograd.Function):
             g = g * ctx.mask
         eta_b = step_sizes(g, ctx.eta, ctx.threshold)
         target = z - eta_b * g
-        result = project_warm(ctx.solver, ctx.polytope, target, ctx.lengths, init=z)
-        handle_failure(result, ctx.on_failure, "SPIGOT backward")
-        grad_scores = z - result.x
-        return grad_scores.reshape(grad_z.shape), None, None, None, None, None, None
+        start = vertex_starts(ctx.batch, z) if ctx.solver.warm_start else None
+        p = project_in_backward(
+            ctx.solver, ctx.polytope, ctx.batch, target, start, ctx.certify, ctx.on_failure, "SPIGOT backward"
+        )
+        grad_scores = z - p
+        return grad_scores.reshape(grad_z.shape), None, None, None, None, None, None, None
 
 
 def spigot(
@@ -81,6 +90,7 @@ def spigot(
     threshold: float | None = None,
     lengths: Array | None = None,
     on_failure: str = "raise",
+    certify: bool = False,
     **solver_options: Any,
 ) -> Array:
     r"""Highest-scoring structure, with the SPIGOT backward pass.
@@ -104,6 +114,11 @@ def spigot(
     on_failure
         ``"raise"`` a :class:`~spigot.ProjectionError` when a backward projection misses its
         tolerance, or ``"warn"`` and use it anyway.
+    certify
+        Also certify closed-form projections in the backward pass (one MAP call per batch;
+        an instance whose gap exceeds :math:`\sqrt{\epsilon}\max(1, \|x - p\|_1)` fails).
+        Iterative solvers always certify: the gap they stop on decides their success; closed
+        forms are exact by construction and skip it by default.
     **solver_options
         Options for the solver when it is given by name.
 
@@ -117,9 +132,10 @@ def spigot(
     eta = check_eta(eta)
     threshold = check_threshold(threshold)
     on_failure = check_on_failure(on_failure)
+    certify = check_certify(certify)
     if isinstance(scores, np.ndarray):
         return polytope.map(scores, lengths)
-    return _SpigotFunction.apply(scores, polytope, resolved, eta, threshold, lengths, on_failure)
+    return _SpigotFunction.apply(scores, polytope, resolved, eta, threshold, lengths, on_failure, certify)
 
 
 class SPIGOT(torch.nn.Module):
@@ -135,6 +151,7 @@ class SPIGOT(torch.nn.Module):
         eta: float = 1.0,
         threshold: float | None = None,
         on_failure: str = "raise",
+        certify: bool = False,
         **solver_options: Any,
     ) -> None:
         super().__init__()
@@ -143,10 +160,11 @@ class SPIGOT(torch.nn.Module):
         self.eta = check_eta(eta)
         self.threshold = check_threshold(threshold)
         self.on_failure = check_on_failure(on_failure)
+        self.certify = check_certify(certify)
 
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
         return spigot(
-            scores, self.polytope, self.solver, self.eta, self.threshold, lengths, self.on_failure
+            scores, self.polytope, self.solver, self.eta, self.threshold, lengths, self.on_failure, self.certify
         )
 
     def extra_repr(self) -> str:

@@ -19,6 +19,7 @@ ends the run as stalled (precision exhausted).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -29,13 +30,15 @@ from spigot.solvers.base import (
     InstanceOutcome,
     InstanceSolver,
     check_max_iter,
+    check_max_time,
     check_tol,
+    deadline,
     flat_oracle,
     flat_start,
 )
 from spigot.solvers.certificate import gap_threshold
 from spigot.solvers.registry import register_solver
-from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED
+from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED, TIME_LIMIT
 
 #: Weights at or below this are treated as zero when leaving conv(S).
 _WEIGHT_EPS = 1e-15
@@ -81,7 +84,7 @@ class ActiveSetState:
         return self.active @ v
 
     def index(self, v: np.ndarray, products: np.ndarray | None = None) -> int:
-        """Position of ``v`` in the active set, or -1.
+        r"""Position of ``v`` in the active set, or -1.
 
         Only vertices ``u`` with :math:`\langle u, v\rangle = \|u\|^2 = \|v\|^2` (``products``,
         from :meth:`products`, when already computed) are compared entry by entry.
@@ -156,6 +159,9 @@ class ActiveSet(InstanceSolver):
         \max(1, \|x - p\|_1)`.
     max_iter
         Maximum number of major iterations (MAP calls).
+    max_time
+        Time budget in seconds for each instance (default 10); a run that exceeds it stops with
+        ``success=False`` and status 4 (``math.inf``: no budget).
     init
         Warm start: a previous :class:`ProjectionResult` or points near which to start (see
         :class:`~spigot.solvers.base.InstanceSolver`); the default starts at :math:`\mathrm{map}(x)`.
@@ -164,10 +170,13 @@ class ActiveSet(InstanceSolver):
     name = "active-set"
     exact = True
 
-    def __init__(self, tol: float = 1e-12, max_iter: int = 1000, init: Any = None) -> None:
+    def __init__(
+        self, tol: float = 1e-12, max_iter: int = 1000, max_time: float = 10.0, init: Any = None
+    ) -> None:
         super().__init__(init)
         self.tol = check_tol(tol)
         self.max_iter = check_max_iter(max_iter)
+        self.max_time = check_max_time(max_time)
 
     def solve_one(
         self,
@@ -178,6 +187,7 @@ class ActiveSet(InstanceSolver):
         shape = x.shape
         xf = x.ravel()
         oracle = flat_oracle(polytope, shape)
+        stop_at = deadline(self.max_time)
         state = ActiveSetState(xf)
         if start is None:
             state.add(oracle(xf), 1.0)
@@ -189,13 +199,17 @@ class ActiveSet(InstanceSolver):
             self._minor_cycles(state)
         p = state.point
         status, message = MAX_ITER, ""
-        nit = 0
+        nit, gap = 0, None
         for nit in range(1, self.max_iter + 1):
             residual = xf - p
             v = oracle(residual)
             gap = residual @ (v - p)
             if gap <= gap_threshold(residual, self.tol):
                 status = CONVERGED
+                break
+            if time.perf_counter() > stop_at:
+                status = TIME_LIMIT
+                message = f"stopped at max_time={self.max_time:g} s after {nit} iterations with gap {gap:.3e}"
                 break
             products = state.products(v)
             if state.index(v, products) >= 0 or not state.add(v, products=products):
@@ -207,6 +221,10 @@ class ActiveSet(InstanceSolver):
                 break
             self._minor_cycles(state)
             p = state.point
+            gap = None  # p moved: the last gap no longer certifies it
+        if gap is None:
+            residual = xf - p
+            gap = residual @ (oracle(residual) - p)
         return InstanceOutcome(
             p=p.reshape(shape),
             nit=nit,
@@ -214,6 +232,7 @@ class ActiveSet(InstanceSolver):
             message=message,
             vertices=state.active.reshape(-1, *shape).copy(),
             weights=state.active_weights.copy(),
+            gap=float(gap),
         )
 
     @staticmethod

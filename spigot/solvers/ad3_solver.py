@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from spigot._batch import Array
+from spigot._batch import Array, Batch
 from spigot.errors import UnsupportedOperation
 from spigot.polytopes._ad3 import Ad3Options, require_ad3
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.factor_graph import is_ad3_backed
-from spigot.solvers.base import InstanceOutcome, InstanceSolver, check_max_iter, check_tol
+from spigot.solvers.base import InstanceOutcome, InstanceSolver, Solution, Start, check_max_iter, check_tol
 from spigot.solvers.frank_wolfe import AwayFrankWolfe, FrankWolfe, PairwiseFrankWolfe
 from spigot.solvers.registry import register_solver
 from spigot.solvers.result import ProjectionResult
@@ -59,6 +59,9 @@ class Ad3FrankWolfe(InstanceSolver):
         ``"vanilla"``.
     ad3_max_iter, ad3_tol
         ad3's own ADMM iteration limit and residual threshold for each oracle call.
+    max_time
+        Time budget in seconds for each instance (default 10); beyond it the run stops with
+        ``success=False`` and status 4.
     init
         Warm start (see :class:`~spigot.solvers.base.InstanceSolver`).
     """
@@ -73,6 +76,7 @@ class Ad3FrankWolfe(InstanceSolver):
         variant: str = "pairwise",
         ad3_max_iter: int = 10000,
         ad3_tol: float = 1e-8,
+        max_time: float = 10.0,
         init: Any = None,
     ) -> None:
         super().__init__(init)
@@ -83,7 +87,8 @@ class Ad3FrankWolfe(InstanceSolver):
         self.variant = variant
         self.ad3_max_iter = check_max_iter(ad3_max_iter)
         self.ad3_tol = check_tol(ad3_tol)
-        self._method = VARIANTS[variant](tol=self.tol, max_iter=self.max_iter)
+        self._method = VARIANTS[variant](tol=self.tol, max_iter=self.max_iter, max_time=max_time)
+        self.max_time = self._method.max_time
 
     def supports(self, polytope: Polytope) -> bool:
         return is_ad3_backed(polytope)
@@ -98,6 +103,16 @@ class Ad3FrankWolfe(InstanceSolver):
             )
         require_ad3()
         return super().run(polytope, x, lengths, init=init)
+
+    def solve(self, polytope: Polytope, batch: Batch, start: Start | None = None) -> Solution:
+        """Frank-Wolfe with ad3's oracle on every instance of the flat batch."""
+        if not self.supports(polytope):
+            raise UnsupportedOperation(
+                f"the 'ad3' solver needs a FactorGraphPolytope (or its LocalPolytope), got "
+                f"{type(polytope).__name__}; use 'active-set' or 'pairwise-frank-wolfe' instead"
+            )
+        require_ad3()
+        return super().solve(polytope, batch, start)
 
     def solve_one(
         self,

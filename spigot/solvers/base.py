@@ -1,9 +1,19 @@
-"""Solver base classes: the batch loop, warm starts and result assembly shared by all solvers."""
+"""Solver base classes: one solve core, the batch loop, warm starts and result assembly.
+
+Every solver has a public :meth:`Solver.run` that validates and flattens its input once
+(:func:`~spigot._batch.as_batch`), calls the internal :meth:`Solver.solve` on the validated flat
+:class:`~spigot._batch.Batch`, certifies the :class:`Solution` and restores the caller's shape
+in a :class:`~spigot.solvers.result.ProjectionResult`. The autodiff layers, which hold input
+they have already validated, call :meth:`Solver.solve` directly, with an explicit warm start
+(:func:`vertex_starts`) and the certificate only where it pays (:func:`certify`).
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -12,7 +22,10 @@ import torch
 from spigot._batch import Array, Batch, as_batch, check_finite, to_tensor
 from spigot.polytopes.base import Polytope
 from spigot.solvers.certificate import certificate_gap
-from spigot.solvers.result import CONVERGED, STATUS_MESSAGES, ProjectionResult
+from spigot.solvers.result import CONVERGED, FAILED, STATUS_MESSAGES, ProjectionResult
+
+#: A warm start: per instance, ``(vertices (m, *valid_shape), weights (m,))`` on its valid region.
+Start = list[tuple[np.ndarray, np.ndarray]]
 
 
 def check_tol(tol: float) -> float:
@@ -29,6 +42,108 @@ def check_max_iter(max_iter: int) -> int:
     return int(max_iter)
 
 
+def check_max_time(max_time: float) -> float:
+    """Validate a positive time budget in seconds (``math.inf`` allowed: no budget)."""
+    if (
+        isinstance(max_time, bool)
+        or not isinstance(max_time, (int, float, np.integer, np.floating))
+        or math.isnan(max_time)
+        or max_time <= 0
+    ):
+        raise ValueError(f"max_time must be a positive number of seconds (or math.inf), got {max_time!r}")
+    return float(max_time)
+
+
+def deadline(max_time: float) -> float:
+    """The ``time.perf_counter()`` value after which a run that started now is over its budget."""
+    return time.perf_counter() + max_time
+
+
+@dataclass
+class Solution:
+    """A solver's outcome on a validated flat batch, before certification and reshaping.
+
+    Attributes
+    ----------
+    p
+        The projections ``(B, *event_shape)`` on the batch's device (padded entries 0).
+    nit, status, message
+        One entry per instance (status codes of :mod:`spigot.solvers.result`).
+    active_set, weights
+        For vertex-based solvers, per instance the full-shape vertices ``(m_b, *event_shape)``
+        and their convex weights ``(m_b,)`` (float64 numpy); ``None`` otherwise.
+    gap
+        The certificate ``(B,)`` (float64, on the batch's device) when the solver already has
+        it (an iterative solver stops on it); ``None`` until :func:`certify` computes it.
+    against
+        The polytope the certificate is measured against when it is not the one solved for
+        (the ``relaxed`` solver's relaxation).
+    closed_form
+        Whether ``p`` came from a closed form (exact by construction, so a layer skips its
+        certificate unless asked).
+    """
+
+    p: torch.Tensor
+    nit: list[int]
+    status: list[int]
+    message: list[str]
+    active_set: list[np.ndarray] | None = None
+    weights: list[np.ndarray] | None = None
+    gap: torch.Tensor | None = None
+    against: Polytope | None = None
+    closed_form: bool = False
+
+    @property
+    def all_success(self) -> bool:
+        """Whether every instance met its solver's tolerance."""
+        return all(code == CONVERGED for code in self.status)
+
+    def failures(self) -> list[str]:
+        """Messages of the instances that did not succeed, each prefixed by its index."""
+        return [f"instance {i}: {m}" for i, (c, m) in enumerate(zip(self.status, self.message)) if c != CONVERGED]
+
+
+def certify(polytope: Polytope, batch: Batch, solution: Solution) -> Solution:
+    """``solution`` with its certificate: the one it has, else one batched MAP call now."""
+    if solution.gap is not None:
+        return solution
+    target = solution.against or polytope
+    p = solution.p.to(device=batch.values.device, dtype=torch.float64)
+    return replace(solution, gap=certificate_gap(target, batch.values, p, batch.lengths))
+
+
+def check_closed_form(polytope: Polytope, batch: Batch, solution: Solution) -> Solution:
+    r"""Certify a closed-form ``solution`` and mark the instances whose gap is too large as failed.
+
+    A closed form is exact by construction, so its certificate only measures rounding: an
+    instance fails when :math:`\mathrm{gap} > \sqrt{\epsilon}\,\max(1, \|x - p\|_1)`, with
+    :math:`\epsilon` the machine epsilon of the input's dtype.
+    """
+    solution = certify(polytope, batch, solution)
+    eps = torch.finfo(batch.values.dtype).eps if batch.values.is_floating_point() else 2.0**-52
+    residual = (batch.values.double() - solution.p.to(batch.values.device).double()).abs()
+    limit = math.sqrt(eps) * residual.flatten(start_dim=1).sum(dim=1).clamp(min=1.0)
+    bad = (solution.gap > limit).tolist()
+    if not any(bad):
+        return solution
+    gaps = solution.gap.tolist()
+    status = [FAILED if b else c for b, c in zip(bad, solution.status)]
+    message = [
+        f"closed form certificate gap {g:.3e} exceeds sqrt(eps) * max(1, |x - p|_1)" if b else m
+        for b, g, m in zip(bad, gaps, solution.message)
+    ]
+    return replace(solution, status=status, message=message)
+
+
+def vertex_starts(batch: Batch, vertices: torch.Tensor) -> Start:
+    """The warm start ``{z_b}`` with weight 1 for every instance, from vertices ``(B, *event)``.
+
+    One host transfer for the batch; no MAP call (the layers hold the vertex already).
+    """
+    host = vertices.detach().cpu().numpy().astype(np.float64, copy=False)
+    return [(np.array(host[(i, *sl)])[None], np.ones(1)) for i, sl in enumerate(batch.slices)]
+
+
 class Solver(ABC):
     """A projection algorithm: options at construction, then :meth:`run` on batches.
 
@@ -41,9 +156,18 @@ class Solver(ABC):
     exact: ClassVar[bool] = True
     warm_start: ClassVar[bool] = False
 
-    @abstractmethod
     def run(self, polytope: Polytope, x: Array, lengths: Array | None = None) -> ProjectionResult:
-        """Project ``x`` (one instance or a batch) onto ``polytope``."""
+        """Project ``x`` (one instance or a batch) onto ``polytope``, certified.
+
+        Checks and flattens ``x`` once, then :meth:`solve`, then restores the caller's shape.
+        """
+        batch = as_batch(polytope, x, lengths, name="x")
+        return finish(polytope, batch, self.solve(polytope, batch))
+
+    @abstractmethod
+    def solve(self, polytope: Polytope, batch: Batch, start: Start | None = None) -> Solution:
+        """Project a validated flat batch; ``start`` is a warm start that solvers with
+        :attr:`warm_start` use (the others ignore it)."""
 
     def supports(self, polytope: Polytope) -> bool:
         """Whether this solver can run on ``polytope`` (default: always)."""
@@ -54,39 +178,28 @@ class Solver(ABC):
         return f"{type(self).__name__}({options})"
 
 
-def assemble(
-    polytope: Polytope,
-    batch: Batch,
-    p: torch.Tensor,
-    nit: list[int],
-    status: list[int],
-    message: list[str],
-    active_set: list[np.ndarray] | None = None,
-    weights: list[np.ndarray] | None = None,
-) -> ProjectionResult:
-    """Build a :class:`ProjectionResult` from flat per-instance outcomes, certifying ``p``.
+def finish(polytope: Polytope, batch: Batch, solution: Solution) -> ProjectionResult:
+    """Certify ``solution`` (unless the solver already did) and restore the caller's shape.
 
-    ``p`` is ``(B, *event_shape)`` (any device); the certificate is computed here with one
-    batched MAP call so that every solver reports it the same way. ``active_set`` entries are
-    full-shape ``(m_b, *event_shape)`` arrays.
+    The certificate is the solver loop's own when it has one, else one batched MAP call, so
+    that every public result reports it the same way.
     """
-    values = batch.values
-    p = p.to(device=values.device, dtype=torch.float64)
-    gap = certificate_gap(polytope, values, p, batch.lengths)
-    status_t = torch.tensor(status, dtype=torch.int64)
-    vertices = None
-    if active_set is not None:
-        vertices = _follow(batch, active_set)
-        weights = _follow(batch, weights, event=False)
+    solution = certify(polytope, batch, solution)
+    p = solution.p.to(device=batch.values.device, dtype=torch.float64)
+    status_t = torch.tensor(solution.status, dtype=torch.int64)
+    vertices = weights = None
+    if solution.active_set is not None:
+        vertices = _follow(batch, solution.active_set)
+        weights = _follow(batch, solution.weights, event=False)
     return ProjectionResult(
         x=batch.restore(p),
-        gap=batch.restore(gap, event=False),
-        nit=batch.restore(torch.tensor(nit, dtype=torch.int64), event=False),
+        gap=batch.restore(solution.gap.to(batch.values.device), event=False),
+        nit=batch.restore(torch.tensor(solution.nit, dtype=torch.int64), event=False),
         success=batch.restore(status_t == CONVERGED, event=False),
         status=batch.restore(status_t, event=False),
-        message=tuple(message),
+        message=tuple(solution.message),
         active_set=vertices,
-        weights=weights if active_set is not None else None,
+        weights=weights,
     )
 
 
@@ -113,6 +226,8 @@ class InstanceOutcome:
     message: str = ""
     vertices: np.ndarray | None = None
     weights: np.ndarray | None = None
+    #: The certificate of ``p`` when the solver computed it (the gap it stopped on).
+    gap: float | None = None
 
 
 class InstanceSolver(Solver):
@@ -159,23 +274,30 @@ class InstanceSolver(Solver):
         """Project ``x`` onto ``polytope``; ``init`` overrides the solver's own warm start."""
         batch = as_batch(polytope, x, lengths, name="x")
         starts = self._starts(polytope, batch, self.init if init is None else init)
+        return finish(polytope, batch, self.solve(polytope, batch, starts))
+
+    def solve(self, polytope: Polytope, batch: Batch, start: Start | None = None) -> Solution:
+        """Run :meth:`solve_one` on every instance of a validated flat batch."""
+        starts = start if start is not None else [None] * batch.size
         outcomes = [
-            self.solve_one(polytope, xi, start) for xi, start in zip(batch.instances(), starts)
+            self.solve_one(polytope, xi, s) for xi, s in zip(batch.instances(), starts)
         ]
-        p = batch.embed([o.p for o in outcomes])
+        p = batch.embed([o.p for o in outcomes]).to(batch.values.device)
         active = weights = None
         if self.vertex_based:
             active = [_embed_vertices(batch, i, o.vertices) for i, o in enumerate(outcomes)]
             weights = [o.weights for o in outcomes]
-        return assemble(
-            polytope,
-            batch,
-            p,
+        gap = None
+        if all(o.gap is not None for o in outcomes):
+            gap = torch.tensor([o.gap for o in outcomes], dtype=torch.float64, device=batch.values.device)
+        return Solution(
+            p=p,
             nit=[o.nit for o in outcomes],
             status=[o.status for o in outcomes],
             message=[o.message or STATUS_MESSAGES[o.status] for o in outcomes],
             active_set=active,
             weights=weights,
+            gap=gap,
         )
 
     def _starts(self, polytope: Polytope, batch: Batch, init: Any) -> list:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from spigot._batch import Array, as_batch
+from spigot._batch import Batch
 from spigot.polytopes import Polytope
-from spigot.solvers.base import Solver, assemble
+from spigot.solvers.base import Solution, Solver, Start
 from spigot.solvers.registry import register_solver
-from spigot.solvers.result import CONVERGED, ProjectionResult
+from spigot.solvers.result import CONVERGED
 
 
 @register_solver("closed-form")
@@ -31,7 +31,8 @@ class ClosedFormSolver(Solver):
     def supports(self, polytope: Polytope) -> bool:
         return polytope.closed_form() is not None
 
-    def run(self, polytope: Polytope, x: Array, lengths: Array | None = None) -> ProjectionResult:
+    def solve(self, polytope: Polytope, batch: Batch, start: Start | None = None) -> Solution:
+        """The closed form on the flat batch (no iterations; ``start`` is ignored)."""
         fn = polytope.closed_form()
         if fn is None:
             raise ValueError(
@@ -39,8 +40,7 @@ class ClosedFormSolver(Solver):
                 "(closed_form_projection in its class body); use solver='exact' to pick the best "
                 "available solver"
             )
-        batch = as_batch(polytope, x, lengths, name="x")
         with torch.no_grad():
             p = fn(batch.values, batch.lengths)
         size = batch.size
-        return assemble(polytope, batch, p, [0] * size, [CONVERGED] * size, ["closed form"] * size)
+        return Solution(p, [0] * size, [CONVERGED] * size, ["closed form"] * size, closed_form=True)

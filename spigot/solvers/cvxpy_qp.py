@@ -20,11 +20,11 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 
-from spigot._batch import Array, as_batch
+from spigot._batch import Batch
 from spigot.polytopes.base import Polytope
-from spigot.solvers.base import Solver, assemble, check_max_iter, check_tol
+from spigot.solvers.base import Solution, Solver, Start, check_max_iter, check_tol
 from spigot.solvers.registry import register_solver
-from spigot.solvers.result import CONVERGED, FAILED, STALLED, ProjectionResult
+from spigot.solvers.result import CONVERGED, FAILED, STALLED
 
 
 @register_solver("cvxpy")
@@ -86,8 +86,8 @@ class CvxpyQP(Solver):
             }
         return {"max_iters": self.max_iter}
 
-    def run(self, polytope: Polytope, x: Array, lengths: Array | None = None) -> ProjectionResult:
-        batch = as_batch(polytope, x, lengths, name="x")
+    def solve(self, polytope: Polytope, batch: Batch, start: Start | None = None) -> Solution:
+        """One QP per instance of the flat batch (``start`` is ignored)."""
         solutions, nit, status, message = [], [], [], []
         for xi in batch.instances():
             problem, weight, target, var = self.problem(polytope, xi.shape)
@@ -114,4 +114,4 @@ class CvxpyQP(Solver):
                 message.append(f"{self.backend}: {problem.status}")
             value = var.value if var.value is not None else np.zeros_like(xi)
             solutions.append(np.asarray(value, dtype=np.float64).reshape(xi.shape))
-        return assemble(polytope, batch, batch.embed(solutions), nit, status, message)
+        return Solution(batch.embed(solutions).to(batch.values.device), nit, status, message)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from spigot._batch import Array
+from spigot._batch import Array, Batch
 from spigot.polytopes.base import Polytope
 from spigot.solvers.active_set import ActiveSet
-from spigot.solvers.base import Solver
+from spigot.solvers.base import Solution, Solver, Start
 from spigot.solvers.closed_form import ClosedFormSolver
 from spigot.solvers.registry import get_solver, register_solver
 from spigot.solvers.result import ProjectionResult
@@ -29,7 +29,7 @@ class Exact(Solver):
 
     Parameters
     ----------
-    tol, max_iter, init
+    tol, max_iter, max_time, init
         Passed to :class:`~spigot.solvers.active_set.ActiveSet` when it is used.
     """
 
@@ -37,9 +37,12 @@ class Exact(Solver):
     exact = True
     warm_start = True
 
-    def __init__(self, tol: float = 1e-12, max_iter: int = 1000, init: Any = None) -> None:
+    def __init__(
+        self, tol: float = 1e-12, max_iter: int = 1000, max_time: float = 10.0, init: Any = None
+    ) -> None:
         self._closed_form = ClosedFormSolver()
-        self._active_set = ActiveSet(tol=tol, max_iter=max_iter, init=init)
+        self._active_set = ActiveSet(tol=tol, max_iter=max_iter, max_time=max_time, init=init)
+        self.max_time = self._active_set.max_time
         self._preferred: dict[str, Solver] = {}
         self.tol, self.max_iter, self.init = tol, max_iter, init
 
@@ -53,6 +56,11 @@ class Exact(Solver):
                 self._preferred[name] = get_solver(name)
             return self._preferred[name]
         return self._active_set
+
+    def solve(self, polytope: Polytope, batch: Batch, start: Start | None = None) -> Solution:
+        """The chosen solver's :meth:`~spigot.solvers.base.Solver.solve` (warm-started if it can be)."""
+        solver = self.choose(polytope)
+        return solver.solve(polytope, batch, start if solver.warm_start else None)
 
     def run(
         self, polytope: Polytope, x: Array, lengths: Array | None = None, init: Any = None

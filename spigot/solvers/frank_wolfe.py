@@ -18,6 +18,7 @@ host memory once per batch and the results moved back once (see
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -27,13 +28,15 @@ from spigot.solvers.base import (
     InstanceOutcome,
     InstanceSolver,
     check_max_iter,
+    check_max_time,
     check_tol,
+    deadline,
     flat_oracle,
     flat_start,
 )
 from spigot.solvers.certificate import gap_threshold
 from spigot.solvers.registry import register_solver
-from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED
+from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED, TIME_LIMIT
 
 _WEIGHT_EPS = 1e-14
 _REFRESH = 64  # recompute p from the weights every this many iterations, against drift
@@ -51,6 +54,9 @@ class FrankWolfe(InstanceSolver):
         Stop when the duality gap :math:`\le \mathrm{tol}\cdot\max(1, \|x - p\|_1)`.
     max_iter
         Maximum number of iterations (MAP calls); reaching it gives ``success=False``.
+    max_time
+        Time budget in seconds for each instance (default 10); a run that exceeds it stops with
+        ``success=False`` and status 4 (``math.inf``: no budget).
     init
         Warm start (see :class:`~spigot.solvers.base.InstanceSolver`); default
         :math:`\mathrm{map}(x)`.
@@ -59,10 +65,13 @@ class FrankWolfe(InstanceSolver):
     name = "frank-wolfe"
     exact = True
 
-    def __init__(self, tol: float = 1e-8, max_iter: int = 1000, init: Any = None) -> None:
+    def __init__(
+        self, tol: float = 1e-8, max_iter: int = 1000, max_time: float = 10.0, init: Any = None
+    ) -> None:
         super().__init__(init)
         self.tol = check_tol(tol)
         self.max_iter = check_max_iter(max_iter)
+        self.max_time = check_max_time(max_time)
 
     def solve_one(
         self,
@@ -90,7 +99,8 @@ class FrankWolfe(InstanceSolver):
         vertices = [row for row in vertices]
         weights = list(weights)
         p = np.sum([w * v for w, v in zip(weights, vertices)], axis=0)
-        status, message, nit = MAX_ITER, "", 0
+        status, message, nit, gap = MAX_ITER, "", 0, None
+        stop_at = deadline(self.max_time)
         for nit in range(1, self.max_iter + 1):
             if nit % _REFRESH == 0:
                 p = np.sum([w * v for w, v in zip(weights, vertices)], axis=0)
@@ -99,6 +109,10 @@ class FrankWolfe(InstanceSolver):
             gap = residual @ (v - p)
             if gap <= gap_threshold(residual, self.tol):
                 status = CONVERGED
+                break
+            if time.perf_counter() > stop_at:
+                status = TIME_LIMIT
+                message = f"stopped at max_time={self.max_time:g} s after {nit} iterations with gap {gap:.3e}"
                 break
             direction, gamma_max, towards, away = self._direction(residual, p, v, vertices, weights, gap)
             norm2 = direction @ direction
@@ -111,6 +125,10 @@ class FrankWolfe(InstanceSolver):
                 break
             p = p + gamma * direction
             self._update(vertices, weights, v, towards, away, gamma)
+            gap = None  # p moved: the last gap no longer certifies it
+        if gap is None:
+            residual = xf - p
+            gap = residual @ (oracle(residual) - p)
         weights_arr = np.array(weights)
         return InstanceOutcome(
             p=p.reshape(shape),
@@ -119,6 +137,7 @@ class FrankWolfe(InstanceSolver):
             message=message,
             vertices=np.array(vertices).reshape(-1, *shape),
             weights=weights_arr / weights_arr.sum(),
+            gap=float(gap),
         )
 
     def _direction(self, residual, p, v, vertices, weights, gap):
@@ -172,8 +191,10 @@ class AwayFrankWolfe(FrankWolfe):
 
     name = "away-frank-wolfe"
 
-    def __init__(self, tol: float = 1e-12, max_iter: int = 10_000, init: Any = None) -> None:
-        super().__init__(tol=tol, max_iter=max_iter, init=init)
+    def __init__(
+        self, tol: float = 1e-12, max_iter: int = 10_000, max_time: float = 10.0, init: Any = None
+    ) -> None:
+        super().__init__(tol=tol, max_iter=max_iter, max_time=max_time, init=init)
 
     def _direction(self, residual, p, v, vertices, weights, gap):
         a = _away_vertex(residual, vertices)
@@ -196,8 +217,10 @@ class PairwiseFrankWolfe(FrankWolfe):
 
     name = "pairwise-frank-wolfe"
 
-    def __init__(self, tol: float = 1e-12, max_iter: int = 10_000, init: Any = None) -> None:
-        super().__init__(tol=tol, max_iter=max_iter, init=init)
+    def __init__(
+        self, tol: float = 1e-12, max_iter: int = 10_000, max_time: float = 10.0, init: Any = None
+    ) -> None:
+        super().__init__(tol=tol, max_iter=max_iter, max_time=max_time, init=init)
 
     def _direction(self, residual, p, v, vertices, weights, gap):
         a = _away_vertex(residual, vertices)

@@ -9,13 +9,14 @@ solver applies it when declared.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from spigot._batch import Array, as_batch
+from spigot._batch import Array, Batch
 from spigot.polytopes.base import Polytope
-from spigot.solvers.base import Solver, assemble
+from spigot.solvers.base import Solution, Solver, Start
 from spigot.solvers.registry import get_solver, register_solver
 from spigot.solvers.result import CONVERGED, ProjectionResult
 
@@ -46,12 +47,19 @@ class Relaxed(Solver):
         self.inner = get_solver(inner, **(inner_options or {}))
 
     def run(self, polytope: Polytope, x: Array, lengths: Array | None = None) -> ProjectionResult:
+        if polytope.relaxed_procedure() is None:  # checked against the relaxation's own shape rules
+            return self.inner.run(polytope.relaxation(), x, lengths)
+        return super().run(polytope, x, lengths)
+
+    def solve(self, polytope: Polytope, batch: Batch, start: Start | None = None) -> Solution:
+        """The declared procedure, else ``inner`` on the relaxation (warm-started if it can be)."""
+        relaxation = polytope.relaxation()
         procedure = polytope.relaxed_procedure()
         if procedure is None:
-            return self.inner.run(polytope.relaxation(), x, lengths)
-        batch = as_batch(polytope, x, lengths, name="x")
+            solution = self.inner.solve(relaxation, batch, start if self.inner.warm_start else None)
+            return solution if relaxation is polytope else replace(solution, against=relaxation)
         with torch.no_grad():
             p = procedure(batch.values, batch.lengths)
         size = batch.size
         message = [f"{type(polytope).__name__} reference procedure (no iterations)"] * size
-        return assemble(polytope.relaxation(), batch, p, [0] * size, [CONVERGED] * size, message)
+        return Solution(p, [0] * size, [CONVERGED] * size, message, against=relaxation)

@@ -14,12 +14,14 @@ CONVERGED = 0
 MAX_ITER = 1
 STALLED = 2
 FAILED = 3
+TIME_LIMIT = 4
 
 STATUS_MESSAGES = {
     CONVERGED: "converged: certificate gap within tolerance",
     MAX_ITER: "stopped at max_iter before the certificate gap reached the tolerance",
     STALLED: "stalled: numerical precision exhausted before the tolerance was reached",
     FAILED: "the underlying solver failed",
+    TIME_LIMIT: "stopped at max_time (seconds) before the certificate gap reached the tolerance",
 }
 
 
@@ -46,7 +48,8 @@ class ProjectionResult:
     success
         Whether the solver met its tolerance.
     status
-        0 converged, 1 stopped at ``max_iter``, 2 stalled on numerical precision, 3 failed.
+        0 converged, 1 stopped at ``max_iter``, 2 stalled on numerical precision, 3 failed,
+        4 stopped at the time budget ``max_time``.
     message
         One human-readable reason per instance.
     active_set
