@@ -112,7 +112,7 @@ class _SpigotCEFunction(torch.autograd.Function):
     def forward(ctx, scores, polytope, solver, eta, threshold, lengths, on_failure, output):
         out = _forward_output(ctx, scores, polytope, lengths, output)
         ctx.solver, ctx.eta, ctx.threshold, ctx.on_failure = solver, eta, threshold, on_failure
-        return out.reshape(scores.shape)
+        return out.to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     @once_differentiable
@@ -132,7 +132,7 @@ class _SpigotEGFunction(torch.autograd.Function):
     def forward(ctx, scores, polytope, eta, threshold, lengths, output):
         out = _forward_output(ctx, scores, polytope, lengths, output)
         ctx.eta, ctx.threshold = eta, threshold
-        return out.reshape(scores.shape)
+        return out.to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     @once_differentiable

@@ -190,7 +190,7 @@ class _SparseMAPFunction(torch.autograd.Function):
         result = solver.run(target_polytope, values, batch.lengths)
         handle_failure(result, on_failure, "SparseMAP forward")
         ctx.batch, ctx.result, ctx.target_polytope = batch, result, target_polytope
-        return result.x.reshape(scores.shape)
+        return result.x.to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     @once_differentiable

@@ -56,7 +56,7 @@ class _SpigotFunction(torch.autograd.Function):
         ctx.lengths, ctx.on_failure = batch.lengths, on_failure
         ctx.mask = padding_mask(batch)
         ctx.save_for_backward(z)
-        return z.reshape(scores.shape)
+        return z.to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     def backward(ctx, grad_z):

@@ -87,6 +87,11 @@ class _LabeledGraph(FactorGraphPolytope):
         nodes = event_shape[0] if length is None else length + 1
         return (slice(0, nodes), slice(0, nodes), slice(0, event_shape[2]))
 
+    def variable_mask(self, event_shape: tuple[int, ...]) -> np.ndarray:
+        """The labels of the arcs: every entry but those of the diagonal and column 0."""
+        arcs = arc_mask(None, event_shape[0], 1, "cpu")[0].numpy()
+        return np.repeat(arcs[:, :, None], event_shape[2], axis=2)
+
     # ------------------------------------------------------------------ factor graph
     def build(self, graph: FactorGraph) -> None:
         """One at-most-one factor over the labels of every arc."""
