@@ -71,6 +71,7 @@ import torch
 from torch.nn.functional import pad
 
 from spigot.errors import NumericalError
+from spigot.polytopes._shifted_scores import check_marginals, shift_by_max
 from spigot.polytopes._word_graphs import arc_mask, word_mask
 
 
@@ -293,7 +294,7 @@ def spanning_tree_marginals(scores: torch.Tensor, lengths: torch.Tensor | None) 
 def eisner_log_partition(
     scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool
 ) -> torch.Tensor:
-    r"""``log Z`` of projective dependency trees, one per instance ``(B,)``; differentiable.
+    r"""``log Z`` of projective dependency trees up to a per-instance constant, ``(B,)``; differentiable.
 
     Arc ``h -> m`` has score ``scores[:, h, m]``; instance ``b`` covers nodes ``0..n_b``
     (spans inside a prefix never read scores outside it).
@@ -301,6 +302,11 @@ def eisner_log_partition(
     batch, size, _ = scores.shape
     s = scores.to(working_dtype(scores))
     neg = torch.finfo(s.dtype).min / (8 * size)  # stays finite through every sum of the charts
+    # Every tree has n_b arcs, so shifting an instance's arc scores by a constant (its largest
+    # arc score) changes log Z by n_b times it and the marginals not at all; on shifted scores
+    # the charts' sums keep the differences that huge scores (s + 1e17) would absorb.
+    valid = arc_mask(lengths, size, batch, s.device)
+    s = shift_by_max(s, valid, floor=neg).values
     device = s.device
     ends = torch.full((batch,), size - 1, dtype=torch.int64, device=device)
     if lengths is not None:
@@ -344,5 +350,9 @@ def eisner_marginals(scores: torch.Tensor, lengths: torch.Tensor | None, single_
         leaf = scores if scores.requires_grad else scores.detach().requires_grad_(True)
         log_z = eisner_log_partition(leaf, lengths, single_root)
         (mu,) = torch.autograd.grad(log_z.sum(), leaf, create_graph=scores.requires_grad)
-    valid = arc_mask(lengths, scores.shape[-1], scores.shape[0], scores.device)
-    return mu * valid
+    batch, size, _ = scores.shape
+    valid = arc_mask(lengths, size, batch, scores.device)
+    mu = mu * valid
+    words = torch.full((batch,), size - 1) if lengths is None else lengths
+    check_marginals(mu, words.to(scores.device), False, "projective-tree")
+    return mu
