@@ -177,6 +177,11 @@ class SemanticGraph(_LabeledGraph):
 
     def __init__(self, n_labels: int, unique_labels: Iterable[int] = ()) -> None:
         super().__init__(n_labels)
+        if isinstance(unique_labels, (str, bytes)) or not isinstance(unique_labels, Iterable):
+            raise TypeError(
+                f"unique_labels must be an iterable of label indices (e.g. [0, 1] or (), for "
+                f"none), got {unique_labels!r}"
+            )
         labels = list(unique_labels)
         if any(isinstance(l, bool) or not isinstance(l, (int, np.integer)) for l in labels):
             raise ValueError(f"unique_labels must hold integer label indices, got {labels!r}")

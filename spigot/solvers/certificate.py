@@ -8,9 +8,9 @@ with scores :math:`x - p`. This is also the Frank-Wolfe duality gap of
 optimality of :math:`p^\star` gives the sharper
 :math:`\|p - p^\star\|^2 \le \langle x - p, p^\star - p \rangle \le \mathrm{gap}`.
 
-Solvers stop when :math:`\mathrm{gap} \le \mathrm{tol} \cdot \max(1, \|x - p\|_1)`: rounding in
-the inner product grows with the size of the residual, so a purely absolute tolerance could
-never be met on huge inputs.
+Solvers stop when :math:`\mathrm{gap} \le \mathrm{tol} \cdot \max(1, \|x - p\|_1) + 16 \epsilon
+\|x - p\|_2^2`: rounding in the inner product grows with the size of the residual, so a purely
+absolute tolerance could never be met on huge inputs (see :func:`gap_threshold`).
 """
 
 from __future__ import annotations
@@ -49,5 +49,16 @@ def certificate_gap(
 
 
 def gap_threshold(residual: np.ndarray, tol: float) -> float:
-    """The gap a solver accepts for one instance: ``tol * max(1, ||residual||_1)``."""
-    return tol * max(1.0, float(np.abs(residual).sum()))
+    r"""The gap a solver accepts for one instance: ``tol * max(1, ||r||_1) + 16 eps ||r||_2^2``.
+
+    The second term is the rounding floor: the objective :math:`\tfrac12\|p - x\|^2` and the
+    point itself carry relative errors of order :math:`\epsilon` (machine epsilon), so no
+    solver can certify a gap below a few :math:`\epsilon \|r\|_2^2`; without it, inputs far
+    from the polytope (``x + 1e6``) stalled above the tolerance. The residual is scaled by its
+    largest entry before squaring, so that the norm cannot overflow.
+    """
+    peak = float(np.abs(residual).max(initial=0.0))
+    floor = 0.0
+    if peak > 0.0:
+        floor = 16.0 * np.finfo(np.float64).eps * peak * float(np.linalg.norm(residual / peak)) ** 2 * peak
+    return tol * max(1.0, float(np.abs(residual).sum())) + floor

@@ -348,6 +348,8 @@ def project_budget(
     tensor, as_numpy, m = _prepare(x, lengths, -1, "x", validate, min_length=1 if at_most else int(k))
     if not at_most and tensor.shape[-1] < k:
         raise ValueError(f"every row of x needs at least k={k} valid entries for an exact budget")
+    if tensor.shape[-1] == 0:  # rows without items (at_most): the projection is empty too
+        return _finish(tensor * 0.0, as_numpy)
     if m is None:
         m = torch.ones_like(tensor, dtype=torch.bool)
     return _finish(_BudgetProjection.apply(tensor, m, int(k), bool(at_most)), as_numpy)
