@@ -48,17 +48,25 @@ def certificate_gap(
     return ((v - p64) * residual).flatten(start_dim=1).sum(dim=1)
 
 
+#: Largest rounding allowance :func:`gap_threshold` adds: it still bounds ``||p - p*||`` by 0.03.
+MAX_ROUNDING_FLOOR = 1e-3
+
+
 def gap_threshold(residual: np.ndarray, tol: float) -> float:
     r"""The gap a solver accepts for one instance: ``tol * max(1, ||r||_1) + 16 eps ||r||_2^2``.
 
     The second term is the rounding floor: the objective :math:`\tfrac12\|p - x\|^2` and the
     point itself carry relative errors of order :math:`\epsilon` (machine epsilon), so no
     solver can certify a gap below a few :math:`\epsilon \|r\|_2^2`; without it, inputs far
-    from the polytope (``x + 1e6``) stalled above the tolerance. The residual is scaled by its
-    largest entry before squaring, so that the norm cannot overflow.
+    from the polytope (``x + 1e6``) stalled above the tolerance. The floor is capped at
+    :data:`MAX_ROUNDING_FLOOR` (a gap bounds :math:`\|p - p^\star\|^2`, so a larger floor would
+    certify nothing): further away (``x + 1e9``) the solvers end with ``success=False`` rather
+    than accept an uncertified point. The residual is scaled by its largest entry before
+    squaring, so that the norm cannot overflow.
     """
     peak = float(np.abs(residual).max(initial=0.0))
     floor = 0.0
     if peak > 0.0:
-        floor = 16.0 * np.finfo(np.float64).eps * peak * float(np.linalg.norm(residual / peak)) ** 2 * peak
+        squared = peak * float(np.linalg.norm(residual / peak)) ** 2 * peak
+        floor = min(16.0 * np.finfo(np.float64).eps * squared, MAX_ROUNDING_FLOOR)
     return tol * max(1.0, float(np.abs(residual).sum())) + floor
