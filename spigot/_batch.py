@@ -39,6 +39,9 @@ class Batch:
         Whether the caller passed numpy (outputs are then converted back).
     slices
         For each instance, the index slices of its valid (unpadded) region.
+    dtype
+        The caller's dtype, which outputs take (``None``: that of ``values``). Half-precision
+        input (float16, bfloat16) is held in ``values`` as float32.
     """
 
     values: torch.Tensor
@@ -47,6 +50,12 @@ class Batch:
     event_shape: tuple[int, ...]
     as_numpy: bool
     slices: tuple[tuple[slice, ...], ...]
+    dtype: torch.dtype | None = None
+
+    @property
+    def caller_dtype(self) -> torch.dtype:
+        """The dtype of the caller's input, which event-shaped outputs take."""
+        return self.values.dtype if self.dtype is None else self.dtype
 
     @property
     def size(self) -> int:
@@ -98,7 +107,7 @@ class Batch:
         """
         flat = flat.to(self.values.device)
         if event and flat.is_floating_point():
-            flat = flat.to(self.values.dtype)
+            flat = flat.to(self.caller_dtype)
         out = flat.reshape(tuple(self.batch_shape) + tuple(flat.shape[1:]))
         if self.as_numpy:
             return out.detach().cpu().numpy()
@@ -114,6 +123,8 @@ def to_tensor(x: Any, name: str) -> tuple[torch.Tensor, bool]:
     if isinstance(x, torch.Tensor):
         tensor, as_numpy = x, False
     elif isinstance(x, np.ndarray):
+        if any(stride < 0 for stride in x.strides):  # torch cannot view negative strides
+            x = x.copy()
         tensor, as_numpy = torch.from_numpy(x), True
     else:
         raise TypeError(
@@ -138,6 +149,10 @@ def check_finite(x: torch.Tensor, name: str) -> None:
     raise ValueError(f"{name} contains {bad} entries; every entry must be finite")
 
 
+#: Floating dtypes too narrow to compute in; validated input of these dtypes is held as float32.
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
 def as_batch(
     polytope: Polytope,
     x: Any,
@@ -145,6 +160,12 @@ def as_batch(
     name: str = "scores",
 ) -> Batch:
     """Validate ``x`` (and ``lengths``) against ``polytope`` and flatten it to a :class:`Batch`.
+
+    Entries that are not variables of the polytope (its :meth:`~Polytope.variable_mask`: the
+    diagonal and column 0 of arc scores, ...) are ignored by contract, so they are set to 0 here,
+    before any oracle, solver, tolerance or scaling sees them: a masking constant such as
+    ``-1e9`` placed there changes no result. Half-precision input (float16, bfloat16) is held
+    as float32 and outputs go back to the caller's dtype.
 
     Raises
     ------
@@ -166,13 +187,19 @@ def as_batch(
     polytope.check_event_shape(event_shape, name)
     check_finite(tensor, name)
     flat = tensor.reshape(-1, *event_shape)
+    if flat.dtype in HALF_DTYPES:
+        flat = flat.to(torch.float32)
+    variables = polytope.variable_mask(event_shape)
+    if variables is not None:
+        keep = torch.as_tensor(np.asarray(variables, dtype=np.bool_), device=flat.device)
+        flat = flat.masked_fill(~keep, 0.0)
     lens = _check_lengths(polytope, lengths, batch_shape, event_shape)
     if lens is None:
         full = polytope.valid_slices(event_shape, None)
         slices = (full,) * flat.shape[0]
     else:
         slices = tuple(polytope.valid_slices(event_shape, int(n)) for n in lens.tolist())
-    return Batch(flat, lens, batch_shape, event_shape, as_numpy, slices)
+    return Batch(flat, lens, batch_shape, event_shape, as_numpy, slices, tensor.dtype)
 
 
 def _check_lengths(

@@ -9,6 +9,11 @@ Michelot (1986) iterates this until the set stops shrinking, which happens exact
 :math:`S^\star`. Since :math:`\tau^\star \ge \max_i x_i - 1`, only the entries above
 :math:`\max_i x_i - 1` can matter: two sweeps over the row find the maximum and collect them,
 and Michelot's iterations then run on those few candidates. No sort, two passes over the data.
+
+Every threshold is computed on the entries shifted by their maximum (``x_i - max x``), and the
+output is formed from the shifted entries too: the projection is invariant to adding a
+constant to every entry, and only in shifted form does ``max x - 1`` stay distinct from
+``max x`` once ``|x| >= 2^53`` (so ``[1e17, 0]`` projects to ``[1, 0]``).
 """
 
 from __future__ import annotations
@@ -19,15 +24,19 @@ import numpy as np
 
 @numba.njit(cache=True)
 def _threshold(entries, size, top, candidates):
-    """Threshold of ``entries[:size]``, whose maximum is ``top`` (:math:`+\\infty` if ``size`` is 0)."""
+    """Threshold of ``entries[:size] - top`` (the entries shifted by their maximum ``top``).
+
+    :math:`+\\infty` if ``size`` is 0. The caller subtracts it from ``entry - top``.
+    """
     if size == 0:
         return np.inf
     count = 0
     for i in range(size):
-        if entries[i] > top - 1.0:
-            candidates[count] = entries[i]
+        shifted = entries[i] - top
+        if shifted > -1.0:
+            candidates[count] = shifted
             count += 1
-    tau = top - 1.0
+    tau = -1.0
     support = count + 1
     for _ in range(count + 1):  # the support shrinks at every step; the bound guards rounding
         total = 0.0
@@ -58,10 +67,11 @@ def simplex_projections(values, mask, masked, out):
                 size += 1
         tau = _threshold(entries, size, top, candidates)
         for j in range(values.shape[1]):
-            if (masked and not mask[r, j]) or values[r, j] <= tau:
+            shifted = values[r, j] - top
+            if (masked and not mask[r, j]) or shifted <= tau:
                 out[r, j] = 0.0
             else:
-                out[r, j] = values[r, j] - tau
+                out[r, j] = shifted - tau
 
 
 @numba.njit(cache=True)
@@ -77,6 +87,7 @@ def head_selection_projections(scores, lengths, out):
     entries = np.empty(size)
     candidates = np.empty(size)
     tau = np.empty(size)
+    tops = np.empty(size)
     for b in range(scores.shape[0]):
         nodes = lengths[b] + 1
         for m in range(1, nodes):
@@ -88,7 +99,9 @@ def head_selection_projections(scores, lengths, out):
                     top = max(top, scores[b, h, m])
                     count += 1
             tau[m] = _threshold(entries, count, top, candidates)
+            tops[m] = top
         for h in range(nodes):
             for m in range(1, nodes):
-                if h != m and scores[b, h, m] > tau[m]:
-                    out[b, h, m] = scores[b, h, m] - tau[m]
+                shifted = scores[b, h, m] - tops[m]
+                if h != m and shifted > tau[m]:
+                    out[b, h, m] = shifted - tau[m]

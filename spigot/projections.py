@@ -79,9 +79,21 @@ def simplex_threshold(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     return tau.masked_fill(u[..., :1] == float("-inf"), float("inf"))
 
 
+def _shift_by_row_max(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``x`` minus the maximum of each row's valid entries (rows without one are left as they are).
+
+    The simplex and exact-budget projections are invariant to adding a constant to a row; on
+    shifted rows the thresholds keep their resolution however large the entries (``x_i - 1``
+    equals ``x_i`` in float64 once ``|x_i| >= 2^53``).
+    """
+    valid = x if mask is None else x.masked_fill(~mask, float("-inf"))
+    top = valid.amax(dim=-1, keepdim=True)
+    return x - torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+
+
 def _sorted_projection(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """The simplex projection through :func:`simplex_threshold` (any device; used off the CPU)."""
-    work = x.to(_working_dtype(x))
+    work = _shift_by_row_max(x.to(_working_dtype(x)), mask)
     p = (work - simplex_threshold(work, mask)).clamp(min=0.0)
     if mask is not None:
         p = torch.where(mask, p, 0.0)
@@ -143,35 +155,37 @@ class _BoxProjection(torch.autograd.Function):
 
 
 def _capped_simplex_threshold(x: torch.Tensor, mask: torch.Tensor, k: float) -> torch.Tensor:
-    r"""The :math:`\tau` with :math:`\sum_{i \in \mathrm{mask}} \mathrm{clip}(x_i - \tau, 0, 1) = k`.
+    r"""The :math:`\tau` with :math:`s(\tau) = \sum_{i \in \mathrm{mask}} \mathrm{clip}(x_i - \tau, 0, 1) = k`.
 
-    :math:`s(\tau)` is piecewise linear and non-increasing with breakpoints :math:`x_i` and
-    :math:`x_i - 1`; it is evaluated at every breakpoint in :math:`O(d \log d)` with sorted
-    prefix sums, and :math:`\tau` is interpolated on the segment where :math:`s` crosses k.
-    Requires ``k <= |mask|`` per row.
+    :math:`s` is piecewise linear and non-increasing with breakpoints :math:`x_i` and
+    :math:`x_i - 1`. A binary search over the sorted breakpoints (a fixed
+    :math:`\lceil \log_2 2d \rceil + 1` steps, no host synchronisation) finds the last one with
+    :math:`s \ge k`, evaluating :math:`s` directly as a sum of clipped terms, each in
+    :math:`[0, 1]` (prefix sums of the entries would cancel catastrophically once the entries
+    are large: ``x * 1e17`` then selected four entries for a budget of two); :math:`\tau` is
+    interpolated on the segment that follows. Requires ``k <= |mask|`` per row; every row
+    with fewer valid entries gets the first breakpoint.
     """
     d = x.shape[-1]
-    lowest = x.masked_fill(~mask, float("inf")).min(dim=-1, keepdim=True).values
-    # Padded entries are pushed far enough down to contribute 0 at every breakpoint we use.
-    xm = torch.where(mask, x, lowest - 2.0)
-    xs = torch.sort(xm, dim=-1).values
-    prefix = torch.cat([torch.zeros_like(xs[..., :1]), xs.cumsum(dim=-1)], dim=-1)
+    lowest = x.masked_fill(~mask, float("inf")).amin(dim=-1, keepdim=True)
+    lowest = torch.where(torch.isfinite(lowest), lowest, torch.zeros_like(lowest))
+    # Padded entries give breakpoints below every valid one, where s counts all valid entries.
     points = torch.cat([torch.where(mask, x, lowest - 1.0), torch.where(mask, x - 1.0, lowest - 1.0)], dim=-1)
-    points = torch.sort(points, dim=-1).values.contiguous()
-    flat_xs = xs.reshape(-1, d).contiguous()
-    flat_points = points.reshape(-1, 2 * d)
-    above = torch.searchsorted(flat_xs, flat_points, right=True).reshape(points.shape)
-    saturated = torch.searchsorted(flat_xs, (flat_points + 1.0).contiguous(), right=False).reshape(points.shape)
-    value = (
-        (d - saturated)
-        + prefix.gather(-1, saturated)
-        - prefix.gather(-1, above)
-        - (saturated - above) * points
-    )
-    # last breakpoint with s >= k; s is non-increasing along the sorted breakpoints
-    index = ((value >= k - 1e-12 * d).sum(dim=-1, keepdim=True) - 1).clamp(0, 2 * d - 2)
-    t0, t1 = points.gather(-1, index), points.gather(-1, index + 1)
-    s0, s1 = value.gather(-1, index), value.gather(-1, index + 1)
+    points = torch.sort(points, dim=-1).values
+
+    def s_at(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = points.gather(-1, index)
+        return t, torch.where(mask, (x - t).clamp(0.0, 1.0), 0.0).sum(dim=-1, keepdim=True)
+
+    low = torch.zeros_like(points[..., :1], dtype=torch.int64)
+    high = torch.full_like(low, 2 * d - 1)
+    for _ in range(max(1, (2 * d).bit_length())):  # invariant: s(points[low]) >= k or low = 0
+        middle = (low + high + 1) // 2
+        above = s_at(middle)[1] >= k
+        low = torch.where(above, middle, low)
+        high = torch.where(above, high, middle - 1)
+    t0, s0 = s_at(low)
+    t1, s1 = s_at((low + 1).clamp(max=2 * d - 1))
     slope = (s0 - s1).clamp(min=torch.finfo(x.dtype).tiny)
     return t0 + ((s0 - k) / slope).clamp(0.0, 1.0) * (t1 - t0)
 
@@ -179,8 +193,9 @@ def _capped_simplex_threshold(x: torch.Tensor, mask: torch.Tensor, k: float) -> 
 class _BudgetProjection(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, mask: torch.Tensor, k: int, at_most: bool) -> torch.Tensor:
-        tau = _capped_simplex_threshold(x, mask, float(k))
-        p = torch.where(mask, (x - tau).clamp(0.0, 1.0), 0.0)
+        shifted = _shift_by_row_max(x, mask)  # the equality-constrained projection ignores shifts
+        tau = _capped_simplex_threshold(shifted, mask, float(k))
+        p = torch.where(mask, (shifted - tau).clamp(0.0, 1.0), 0.0)
         active = torch.ones_like(tau, dtype=torch.bool)
         if at_most:
             clipped = torch.where(mask, x.clamp(0.0, 1.0), 0.0)
@@ -337,6 +352,8 @@ def project_budget(
     tensor, as_numpy, m = _prepare(x, lengths, -1, "x", validate, min_length=1 if at_most else int(k))
     if not at_most and tensor.shape[-1] < k:
         raise ValueError(f"every row of x needs at least k={k} valid entries for an exact budget")
+    if tensor.shape[-1] == 0:  # rows without items (at_most): the projection is empty too
+        return _finish(tensor * 0.0, as_numpy)
     if m is None:
         m = torch.ones_like(tensor, dtype=torch.bool)
     return _finish(_BudgetProjection.apply(tensor, m, int(k), bool(at_most)), as_numpy)

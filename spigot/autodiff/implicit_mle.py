@@ -110,7 +110,7 @@ class _IMLEFunction(torch.autograd.Function):
         ctx.polytope, ctx.lengths, ctx.lambda_ = polytope, batch.lengths, options.lambda_
         ctx.has_mask = mask is not None
         ctx.save_for_backward(values, noise, maps, mask if mask is not None else torch.empty(0))
-        return maps.mean(dim=0).reshape(scores.shape)
+        return maps.mean(dim=0).to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     @once_differentiable

@@ -84,7 +84,7 @@ class _PerturbedFunction(torch.autograd.Function):
         maps = perturbed_maps(polytope, batch.values, batch.lengths, noise)
         ctx.sigma = sigma
         ctx.save_for_backward(noise, maps)
-        return maps.mean(dim=0).reshape(scores.shape)
+        return maps.mean(dim=0).to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     @once_differentiable

@@ -117,7 +117,7 @@ class _SpigotCEFunction(torch.autograd.Function):
         out = _forward_output(ctx, scores, polytope, lengths, output)
         ctx.solver, ctx.eta, ctx.threshold, ctx.on_failure = solver, eta, threshold, on_failure
         ctx.certify = certify
-        return out.reshape(scores.shape)
+        return out.to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     @once_differentiable
@@ -138,7 +138,7 @@ class _SpigotEGFunction(torch.autograd.Function):
     def forward(ctx, scores, polytope, eta, threshold, lengths, output):
         out = _forward_output(ctx, scores, polytope, lengths, output)
         ctx.eta, ctx.threshold = eta, threshold
-        return out.reshape(scores.shape)
+        return out.to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     @once_differentiable

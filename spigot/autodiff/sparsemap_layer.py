@@ -246,7 +246,7 @@ class _SparseMAPFunction(torch.autograd.Function):
         solution = solver.solve(target_polytope, batch)
         handle_failure(solution, on_failure, "SparseMAP forward")
         ctx.batch, ctx.solution, ctx.target_polytope = batch, solution, target_polytope
-        return solution.p.to(batch.values.dtype).reshape(scores.shape)
+        return solution.p.to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     @once_differentiable

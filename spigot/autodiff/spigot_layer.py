@@ -63,7 +63,7 @@ class _SpigotFunction(torch.autograd.Function):
         ctx.on_failure, ctx.certify = on_failure, certify
         ctx.mask = padding_mask(batch)
         ctx.save_for_backward(z)
-        return z.reshape(scores.shape)
+        return z.to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     def backward(ctx, grad_z):

@@ -33,7 +33,7 @@ class _StraightThroughFunction(torch.autograd.Function):
         mask = padding_mask(batch)
         ctx.save_for_backward(mask if mask is not None else torch.empty(0))
         ctx.has_mask = mask is not None
-        return z.reshape(scores.shape)
+        return z.to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     def backward(ctx, grad_z):
@@ -73,7 +73,7 @@ class _StraightThroughMarginalsFunction(torch.autograd.Function):
         mask = padding_mask(batch)
         ctx.polytope, ctx.lengths, ctx.has_mask = polytope, batch.lengths, mask is not None
         ctx.save_for_backward(values, mask if mask is not None else torch.empty(0))
-        return z.reshape(scores.shape)
+        return z.to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
     @once_differentiable

@@ -39,8 +39,9 @@ without a single subtraction: with off-diagonal magnitudes :math:`a_{ij} = -L_{i
 is :math:`p_k = r_k + \sum_{i > k} a_{ik}`, and eliminating it updates
 :math:`a_{ij} \mathrel{+}= a_{ik} a_{kj} / p_k` and :math:`r_j \mathrel{+}= a_{kj} r_k / p_k`.
 So :math:`\log Z = \sum_k \log p_k` holds to relative working precision for any spread of the
-weights that float64 represents (score gaps up to about 350; beyond, a
-:class:`~spigot.NumericalError`), and the marginals are its gradient (autograd through the elimination, which also
+weights that float64 represents (score gaps up to about 350; beyond, the certified one-hot
+limit of :mod:`spigot.polytopes._tree_limits` when the best tree is unique and far enough ahead,
+as with scores of scale ``1e30``, else a :class:`~spigot.NumericalError`), and the marginals are its gradient (autograd through the elimination, which also
 gives their own derivatives). Single-root trees have one root child ``m``:
 :math:`Z = \sum_m w_{0m} T_m`, where :math:`T_m = \det L^{(m)}` weighs the trees over the
 words rooted at ``m`` (:math:`L^{(m)}`: the Laplacian without the root's arcs, word ``m``'s row
@@ -67,11 +68,14 @@ batched ``logsumexp``; impossible items hold a large negative finite number rath
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.nn.functional import pad
 
 from spigot.errors import NumericalError
 from spigot._word_graphs import arc_mask, word_mask
+from spigot.polytopes._shifted_scores import check_marginals, shift_by_max
+from spigot.polytopes._tree_limits import one_hot_limit
 
 
 def working_dtype(scores: torch.Tensor) -> torch.dtype:
@@ -272,6 +276,8 @@ def _gth_marginals(
     padded = ~word_mask(lengths, s.shape[-1], s.shape[0], s.device)[:, 1:]
     failed = ~torch.isfinite(mu.detach()).flatten(1).all(dim=1) | ~_one_head_each(mu.detach(), padded, 1e-8)
     if bool(failed.any()):
+        mu, failed = _limits(s, lengths, single_root, mu, failed)
+    if bool(failed.any()):
         raise NumericalError(
             "matrix-tree marginals are undefined in floating point for instance(s) "
             f"{indices[failed].tolist()[:5]}: the arc scores span too widely for float64 (tree "
@@ -279,6 +285,29 @@ def _gth_marginals(
             "to 0 beyond about 700); keep the scores on a bounded scale (normalise or clip them)"
         )
     return mu
+
+
+def _limits(
+    scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool, mu: torch.Tensor, failed: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace the failed instances' marginals by their certified one-hot limit where it exists.
+
+    Returns the marginals and the instances still failing (see :mod:`spigot.polytopes._tree_limits`).
+    The limit is constant in the scores (its true derivative is below float64's resolution);
+    ``0 * scores`` keeps it in the autograd graph.
+    """
+    size = scores.shape[-1]
+    host = scores.detach().cpu().numpy()
+    limits = torch.zeros_like(mu)
+    still = failed.clone()
+    for b in torch.nonzero(failed).flatten().tolist():
+        nodes = size if lengths is None else int(lengths[b]) + 1
+        vertex = one_hot_limit(np.ascontiguousarray(host[b, :nodes, :nodes]), single_root)
+        if vertex is not None:
+            limits[b, :nodes, :nodes] = torch.from_numpy(vertex).to(limits)
+            still[b] = False
+    fixed = failed & ~still
+    return torch.where(fixed[:, None, None], limits + 0.0 * scores, mu), still
 
 
 def spanning_tree_marginals(scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
@@ -293,7 +322,7 @@ def spanning_tree_marginals(scores: torch.Tensor, lengths: torch.Tensor | None) 
 def eisner_log_partition(
     scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool
 ) -> torch.Tensor:
-    r"""``log Z`` of projective dependency trees, one per instance ``(B,)``; differentiable.
+    r"""``log Z`` of projective dependency trees up to a per-instance constant, ``(B,)``; differentiable.
 
     Arc ``h -> m`` has score ``scores[:, h, m]``; instance ``b`` covers nodes ``0..n_b``
     (spans inside a prefix never read scores outside it).
@@ -301,6 +330,11 @@ def eisner_log_partition(
     batch, size, _ = scores.shape
     s = scores.to(working_dtype(scores))
     neg = torch.finfo(s.dtype).min / (8 * size)  # stays finite through every sum of the charts
+    # Every tree has n_b arcs, so shifting an instance's arc scores by a constant (its largest
+    # arc score) changes log Z by n_b times it and the marginals not at all; on shifted scores
+    # the charts' sums keep the differences that huge scores (s + 1e17) would absorb.
+    valid = arc_mask(lengths, size, batch, s.device)
+    s = shift_by_max(s, valid, floor=neg).values
     device = s.device
     ends = torch.full((batch,), size - 1, dtype=torch.int64, device=device)
     if lengths is not None:
@@ -344,5 +378,9 @@ def eisner_marginals(scores: torch.Tensor, lengths: torch.Tensor | None, single_
         leaf = scores if scores.requires_grad else scores.detach().requires_grad_(True)
         log_z = eisner_log_partition(leaf, lengths, single_root)
         (mu,) = torch.autograd.grad(log_z.sum(), leaf, create_graph=scores.requires_grad)
-    valid = arc_mask(lengths, scores.shape[-1], scores.shape[0], scores.device)
-    return mu * valid
+    batch, size, _ = scores.shape
+    valid = arc_mask(lengths, size, batch, scores.device)
+    mu = mu * valid
+    words = torch.full((batch,), size - 1) if lengths is None else lengths
+    check_marginals(mu, words.to(scores.device), False, "projective-tree")
+    return mu

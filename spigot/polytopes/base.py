@@ -109,6 +109,16 @@ class Polytope(ABC):
         first = slice(0, event_shape[0] if length is None else length)
         return (first,) + tuple(slice(0, n) for n in event_shape[1:])
 
+    def variable_mask(self, event_shape: tuple[int, ...]) -> np.ndarray | None:
+        """Boolean array of ``event_shape``, True on the entries that are variables of the polytope.
+
+        The other entries (the diagonal and column 0 of arc scores, ...) are 0 in every vertex
+        and ignored in scores: input validation sets them to 0 before any oracle or solver sees
+        them, so that masking constants placed there change no result. ``None`` (the default)
+        means every entry is a variable.
+        """
+        return None
+
     # ------------------------------------------------------------------ MAP oracle
     def map(self, scores: Array, lengths: Array | None = None) -> Array:
         r"""The highest-scoring vertex :math:`\operatorname*{argmax}_{z \in Z}\langle s, z\rangle`.

@@ -11,6 +11,7 @@ import cvxpy as cp
 import numpy as np
 import torch
 
+from spigot.polytopes._shifted_scores import check_marginals, shift_by_max
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.simplex import _prefix_mask
 from spigot.projections import project_box, project_budget
@@ -128,22 +129,40 @@ class Budget(Polytope):
             leaf = scores if scores.requires_grad else scores.detach().requires_grad_(True)
             log_z = self._log_partition(leaf, lengths)
             (mu,) = torch.autograd.grad(log_z.sum(), leaf, create_graph=scores.requires_grad)
+        items = torch.full((scores.shape[0],), scores.shape[1]) if lengths is None else lengths
+        totals = items.clamp(max=self.k) if self.at_most else torch.full_like(items, self.k)
+        check_marginals(mu, totals.to(scores.device), self.at_most, repr(self))
         return mu
 
     def _log_partition(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        """``log sum_{S valid} exp(sum_{i in S} s_i)`` per instance, by a DP over items."""
+        r"""``log sum_{S valid} exp(sum_{i in S} s_i)`` per instance, up to a constant; a DP over items.
+
+        The DP runs on the scores shifted by their per-instance maximum :math:`c` (a constant for
+        autograd): on ``s - c`` its sums keep the resolution of the scores' differences however
+        large the scores (with ``s + 1e17`` the unshifted sums absorbed the differences and the
+        marginals reached 4). The constant dropped is :math:`k c` (or, with ``at_most``, the
+        size's :math:`m c` with :math:`m = k` for :math:`c \ge 0` and 0 otherwise), so the
+        value's gradient is still the marginals.
+        """
         batch, d = scores.shape
+        valid = _prefix_mask(lengths, d, scores.device)
+        shifted = shift_by_max(scores, valid, floor=torch.finfo(scores.dtype).min / (8 * (d + 2)))
         # A finite stand-in for log 0: -inf would give NaN (double) gradients.
         log_zero = torch.finfo(scores.dtype).min / 8
         empty = torch.full((batch, 1), log_zero, dtype=scores.dtype, device=scores.device)
-        # table[:, j] = log e_j(exp(s_1..s_i)) for subsets of size j of the items seen so far
+        # table[:, j] = log e_j(exp(t_1..t_i)) for subsets of size j of the items seen so far
         table = torch.cat([torch.zeros_like(empty), empty.expand(batch, self.k)], dim=1)
-        valid = _prefix_mask(lengths, d, scores.device)
         for i in range(d):
-            take = torch.cat([empty, table[:, :-1] + scores[:, i : i + 1]], dim=1)
+            take = torch.cat([empty, table[:, :-1] + shifted.values[:, i : i + 1]], dim=1)
             updated = torch.stack([table, take]).logsumexp(dim=0)
             table = updated if valid is None else torch.where(valid[:, i : i + 1], updated, table)
-        return torch.logsumexp(table, dim=1) if self.at_most else table[:, self.k]
+        if not self.at_most:
+            return table[:, self.k]
+        c = shifted.shift
+        sizes = torch.arange(self.k + 1, device=scores.device, dtype=scores.dtype)
+        # (j - m) c <= 0 for every size j: no overflow, and -inf only where exp underflows anyway
+        offset = torch.where(c >= 0, float(self.k), 0.0)
+        return torch.logsumexp(table + (sizes - offset) * c, dim=1)
 
     def closed_form_projection(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """:func:`spigot.projections.project_budget` with this budget."""

@@ -259,7 +259,8 @@ def _highs_map(graph: FactorGraph, scores: np.ndarray, integral: bool) -> np.nda
         constraints.append(LinearConstraint(local.a_eq, local.b_eq, local.b_eq))
     # HiGHS' optimality tolerances are absolute (e.g. a MIP gap of 1e-6): solve at a large scale.
     peak = float(np.max(np.abs(scores), initial=0.0))
-    cost = -scores * (_HIGHS_SCALE / peak) if peak > 0 else -scores
+    # scores / peak first: _HIGHS_SCALE / peak overflows for subnormal scores
+    cost = -(scores / peak) * _HIGHS_SCALE if peak > 0 else -scores
     if integral:
         result = milp(
             cost,

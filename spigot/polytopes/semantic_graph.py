@@ -88,6 +88,11 @@ class _LabeledGraph(FactorGraphPolytope):
         nodes = event_shape[0] if length is None else length + 1
         return (slice(0, nodes), slice(0, nodes), slice(0, event_shape[2]))
 
+    def variable_mask(self, event_shape: tuple[int, ...]) -> np.ndarray:
+        """The labels of the arcs: every entry but those of the diagonal and column 0."""
+        arcs = arc_mask(None, event_shape[0], 1, "cpu")[0].numpy()
+        return np.repeat(arcs[:, :, None], event_shape[2], axis=2)
+
     # ------------------------------------------------------------------ factor graph
     def build(self, graph: FactorGraph) -> None:
         """One at-most-one factor over the labels of every arc."""
@@ -177,6 +182,11 @@ class SemanticGraph(_LabeledGraph):
 
     def __init__(self, n_labels: int, unique_labels: Iterable[int] = ()) -> None:
         super().__init__(n_labels)
+        if isinstance(unique_labels, (str, bytes)) or not isinstance(unique_labels, Iterable):
+            raise TypeError(
+                f"unique_labels must be an iterable of label indices (e.g. [0, 1] or (), for "
+                f"none), got {unique_labels!r}"
+            )
         labels = list(unique_labels)
         if any(isinstance(l, bool) or not isinstance(l, (int, np.integer)) for l in labels):
             raise ValueError(f"unique_labels must hold integer label indices, got {labels!r}")

@@ -75,6 +75,10 @@ class _DependencyPolytope(Polytope):
         size = event_shape[0] if length is None else length + 1
         return (slice(0, size), slice(0, size))
 
+    def variable_mask(self, event_shape: tuple[int, ...]) -> np.ndarray:
+        """The arcs: every entry but the diagonal and column 0."""
+        return arc_mask(None, event_shape[0], 1, "cpu")[0].numpy()
+
 
 class HeadSelection(_DependencyPolytope):
     r"""Every word picks exactly one head: the SPIGOT paper's relaxation of dependency trees.
@@ -265,6 +269,10 @@ class SpanningTree(Polytope):
     def valid_slices(self, event_shape: tuple[int, ...], length: int | None) -> tuple[slice, ...]:
         size = event_shape[0] if length is None else length
         return (slice(0, size), slice(0, size))
+
+    def variable_mask(self, event_shape: tuple[int, ...]) -> np.ndarray:
+        """The edges: the strict upper triangle."""
+        return np.triu(np.ones(event_shape, dtype=np.bool_), k=1)
 
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         size = scores.shape[0]

@@ -50,7 +50,7 @@ _PIVOT_EPS = 1e-12
 class ActiveSetState:
     r"""Active vertices ``V`` (rows), their convex weights, and the data of the affine step.
 
-    Keeps :math:`Vx + \mathbf 1` and the Cholesky factor of the lifted Gram matrix
+    Keeps :math:`Vx + \mathbf 1` (up to a common constant) and the Cholesky factor of the lifted Gram matrix
     :math:`VV^\top + \mathbf 1\mathbf 1^\top` (see :mod:`spigot.solvers._cholesky`), updated in
     :math:`O(m^2)` when a vertex joins or leaves. Arrays grow by doubling; the first
     :attr:`size` rows are the active set.
@@ -58,6 +58,13 @@ class ActiveSetState:
 
     def __init__(self, x: np.ndarray, capacity: int = 16) -> None:
         self.x = x
+        # The affine weights ignore a constant added to every entry of Vx + 1, so the right-hand
+        # side is formed from x - c (c the mean of x) plus c times each vertex's sum relative to
+        # the first one's, exactly 0 when every vertex has the same sum: the large common part
+        # c <v, 1> of x + 1e6 never enters the solve, whose accuracy it would otherwise ruin.
+        self.shift = float(np.mean(x)) if x.size else 0.0
+        self.centered = x - self.shift
+        self.reference_sum: float | None = None
         self.size = 0
         self.vertices = np.empty((capacity, x.size))
         self.weights = np.empty(capacity)
@@ -114,7 +121,9 @@ class ActiveSetState:
         self.vertices[m] = v
         self.weights[m] = weight
         self.norms[m] = norm
-        self.rhs[m] = v @ self.x + 1.0
+        if self.reference_sum is None:
+            self.reference_sum = float(v.sum())
+        self.rhs[m] = v @ self.centered + self.shift * (float(v.sum()) - self.reference_sum) + 1.0
         self.size = m + 1
         return True
 
@@ -242,7 +251,7 @@ class ActiveSet(InstanceSolver):
             beta = state.affine_minimizer()
             w = state.active_weights
             if np.all(beta > _WEIGHT_EPS):
-                w[:] = beta
+                w[:] = beta / beta.sum()  # rounding leaves sum(beta) off 1, p off the polytope
                 return
             leaving = (beta <= _WEIGHT_EPS) & (w - beta > 0)
             theta = np.min(w[leaving] / (w[leaving] - beta[leaving])) if leaving.any() else 1.0

@@ -212,7 +212,7 @@ def _follow(batch: Batch, parts: list[np.ndarray], event: bool = True) -> tuple[
     if batch.as_numpy or not parts:
         return tuple(parts)
     flat = torch.from_numpy(np.concatenate(parts))
-    flat = flat.to(device=batch.values.device, dtype=batch.values.dtype if event else flat.dtype)
+    flat = flat.to(device=batch.values.device, dtype=batch.caller_dtype if event else flat.dtype)
     return torch.split(flat, [len(a) for a in parts])
 
 

@@ -38,7 +38,8 @@ def solver_options(name: str) -> list[str]:
 @functools.cache
 def _constructor_keywords(cls: type[Solver]) -> tuple[str, ...]:
     params = inspect.signature(cls.__init__).parameters
-    return tuple(p for p in params if p != "self" and params[p].kind is not inspect.Parameter.VAR_KEYWORD)
+    variadic = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    return tuple(p for p in params if p != "self" and params[p].kind not in variadic)
 
 
 def get_solver(solver: str | Solver, **options: Any) -> Solver:
