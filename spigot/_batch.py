@@ -30,7 +30,8 @@ class Batch:
     values
         Floating tensor of shape ``(B, *event_shape)`` on the caller's device.
     lengths
-        ``None`` or an int64 CPU tensor of shape ``(B,)``.
+        ``None`` or an int64 CPU tensor of shape ``(B,)``, or ``(B, k)`` for a polytope that
+        takes one length per sized axis.
     batch_shape
         The caller's leading axes (``()`` for a single instance).
     event_shape
@@ -134,8 +135,15 @@ def check_finite(x: torch.Tensor, name: str) -> None:
     """
     if bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all()):
         return
-    bad = "NaN" if bool(torch.isnan(x).any()) else "infinite"
-    raise ValueError(f"{name} contains {bad} entries; every entry must be finite")
+    if bool(torch.isnan(x).any()):
+        raise ValueError(f"{name} contains NaN entries; every entry must be finite")
+    if bool((x == float("inf")).any()):
+        raise ValueError(f"{name} contains infinite entries; every entry must be finite")
+    raise ValueError(
+        f"{name} contains -inf entries; every entry must be finite. To pad instances of "
+        "different sizes, pass `lengths` (padded entries are then ignored and 0 in every "
+        "output) instead of filling them with -inf"
+    )
 
 
 def as_batch(
@@ -171,8 +179,19 @@ def as_batch(
         full = polytope.valid_slices(event_shape, None)
         slices = (full,) * flat.shape[0]
     else:
-        slices = tuple(polytope.valid_slices(event_shape, int(n)) for n in lens.tolist())
+        slices = tuple(
+            polytope.valid_slices(event_shape, instance_length(lens, i)) for i in range(lens.shape[0])
+        )
     return Batch(flat, lens, batch_shape, event_shape, as_numpy, slices)
+
+
+def instance_length(lengths: torch.Tensor | None, i: int) -> int | tuple[int, ...] | None:
+    """Instance ``i``'s entry of validated ``lengths``: an int, a tuple of per-axis ints, or None."""
+    if lengths is None:
+        return None
+    if lengths.ndim == 1:
+        return int(lengths[i])
+    return tuple(int(n) for n in lengths[i].tolist())
 
 
 def _check_lengths(
@@ -189,16 +208,59 @@ def _check_lengths(
         lens = torch.as_tensor(np.asarray(lengths))
     if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
         raise TypeError(f"lengths must be an integer tensor, got dtype {lens.dtype}")
+    axes = polytope.length_axes()
+    if polytope.per_axis_lengths and len(axes) > 1 and tuple(lens.shape) == batch_shape + (len(axes),):
+        return _check_axis_lengths(polytope, lens, event_shape, axes)
     if tuple(lens.shape) != batch_shape:
+        if polytope.per_axis_lengths and len(axes) > 1:
+            raise ValueError(
+                f"lengths must have the batch shape {batch_shape} of the scores (one length per "
+                f"instance) or {batch_shape + (len(axes),)} (one per sized axis {axes}), "
+                f"got shape {tuple(lens.shape)}"
+            )
         raise ValueError(
             f"lengths must have the batch shape {batch_shape} of the scores, "
             f"got shape {tuple(lens.shape)}"
         )
     lens = lens.to(torch.int64).reshape(-1)
+    sizes = {event_shape[axis] for axis in axes}
+    if type(polytope).valid_slices is _default_valid_slices() and len(sizes) > 1:
+        raise ValueError(
+            f"lengths gives one length per instance, but the axes {axes} it cuts have different "
+            f"sizes in event shape {event_shape} of {polytope!r}; "
+            + (
+                f"pass one length per sized axis, shape {batch_shape + (len(axes),)}"
+                if polytope.per_axis_lengths
+                else "set `sized_axes` on the class to the axes that lengths counts (e.g. (0,))"
+            )
+        )
     low, high = polytope.min_length(event_shape), polytope.max_length(event_shape)
     if lens.numel() and (int(lens.min()) < low or int(lens.max()) > high):
         raise ValueError(
             f"lengths must lie in [{low}, {high}] for event shape {event_shape} of "
             f"{polytope!r}, got values in [{int(lens.min())}, {int(lens.max())}]"
         )
+    return lens
+
+
+def _default_valid_slices() -> Any:
+    from spigot.polytopes.base import Polytope
+
+    return Polytope.valid_slices
+
+
+def _check_axis_lengths(
+    polytope: Polytope, lens: torch.Tensor, event_shape: tuple[int, ...], axes: tuple[int, ...]
+) -> torch.Tensor:
+    """Validate per-axis ``lengths`` ``(*batch, k)``: column ``j`` within ``[min_length, size]`` of axis ``axes[j]``."""
+    lens = lens.to(torch.int64).reshape(-1, len(axes))
+    low = polytope.min_length(event_shape)
+    for column, axis in enumerate(axes):
+        values = lens[:, column]
+        if values.numel() and (int(values.min()) < low or int(values.max()) > event_shape[axis]):
+            raise ValueError(
+                f"lengths[..., {column}] (the length of event axis {axis}) must lie in "
+                f"[{low}, {event_shape[axis]}] for event shape {event_shape} of {polytope!r}, "
+                f"got values in [{int(values.min())}, {int(values.max())}]"
+            )
     return lens

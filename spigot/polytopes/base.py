@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from spigot._batch import Array, as_batch
+from spigot._batch import Array, as_batch, instance_length
 from spigot.errors import UnsupportedOperation
 
 if TYPE_CHECKING:
@@ -34,6 +34,15 @@ class Polytope(ABC):
     instance) marks padding, and the region an instance of length ``n`` occupies is given by
     :meth:`valid_slices`.
 
+    Padding: by default ``lengths`` cuts every axis named by :attr:`sized_axes` (``None``, the
+    default, names every event axis: an instance of length ``n`` occupies ``[:n, :n]`` of a
+    square structure), and padded entries of every output are 0. A structure whose other axes
+    have fixed sizes (``(G, k)``: ``G`` groups of ``k`` choices) sets ``sized_axes = (0,)``;
+    with one length per instance, sized axes of different sizes are an error rather than a
+    guess. A structure with :attr:`per_axis_lengths` also accepts ``lengths`` of shape
+    ``(*batch, len(sized_axes))``, one length per sized axis (rows x columns of a bipartite
+    matching).
+
     Subclassing
     -----------
     Implementing :meth:`map_one` (one instance, numpy in and out) is all that is required: the
@@ -49,8 +58,8 @@ class Polytope(ABC):
     - :meth:`marginals_batch`: the marginals :math:`\mathbb{E}_{z \sim p_s}[z]` of the Gibbs
       distribution :math:`p_s(z) \propto \exp\langle s, z \rangle`, for structured attention.
     - :meth:`check_event_shape`, :meth:`valid_slices`, :meth:`min_length`,
-      :meth:`max_length`: shape rules, when the defaults (any non-empty shape; ``lengths``
-      counts entries of the first event axis) do not fit.
+      :meth:`max_length`, :attr:`sized_axes`, :attr:`per_axis_lengths`: shape rules, when the
+      defaults (any non-empty shape; ``lengths`` cuts every event axis) do not fit.
 
     Devices: every public method returns its result on the input's device with its dtype.
     :meth:`map_one` runs on the CPU, so the default :meth:`map_batch` copies a batch on
@@ -60,6 +69,13 @@ class Polytope(ABC):
 
     #: How many trailing axes make one instance.
     event_ndim: int = 1
+
+    #: The event axes that ``lengths`` cuts in the default :meth:`valid_slices` (``None``:
+    #: every event axis, which is right for square structures).
+    sized_axes: tuple[int, ...] | None = None
+
+    #: Whether ``lengths`` may give one length per sized axis, shape ``(*batch, k)``.
+    per_axis_lengths: bool = False
 
     # ------------------------------------------------------------------ shape rules
     def check_event_shape(self, event_shape: tuple[int, ...], name: str = "scores") -> None:
@@ -76,12 +92,30 @@ class Polytope(ABC):
 
     def max_length(self, event_shape: tuple[int, ...]) -> int:
         """Largest valid entry of ``lengths`` for instances of ``event_shape``."""
-        return event_shape[0]
+        return min(event_shape[axis] for axis in self.length_axes())
 
-    def valid_slices(self, event_shape: tuple[int, ...], length: int | None) -> tuple[slice, ...]:
-        """Index of the valid region of an instance of the given length (``None``: all)."""
-        first = slice(0, event_shape[0] if length is None else length)
-        return (first,) + tuple(slice(0, n) for n in event_shape[1:])
+    def length_axes(self) -> tuple[int, ...]:
+        """The event axes that ``lengths`` cuts: :attr:`sized_axes`, or every event axis."""
+        if self.sized_axes is None:
+            return tuple(range(self.event_ndim))
+        return tuple(self.sized_axes)
+
+    def valid_slices(
+        self, event_shape: tuple[int, ...], length: int | tuple[int, ...] | None
+    ) -> tuple[slice, ...]:
+        """Index of the valid region of an instance of the given length (``None``: all).
+
+        ``length`` is one integer (every sized axis is cut to it) or, with
+        :attr:`per_axis_lengths`, one integer per axis of :meth:`length_axes`.
+        """
+        slices = [slice(0, n) for n in event_shape]
+        if length is None:
+            return tuple(slices)
+        axes = self.length_axes()
+        sizes = tuple(length) if isinstance(length, tuple) else (length,) * len(axes)
+        for axis, size in zip(axes, sizes):
+            slices[axis] = slice(0, size)
+        return tuple(slices)
 
     # ------------------------------------------------------------------ MAP oracle
     def map(self, scores: Array, lengths: Array | None = None) -> Array:
@@ -128,7 +162,7 @@ class Polytope(ABC):
         values = scores.detach().cpu().numpy().astype(np.float64, copy=False)
         out = np.zeros(values.shape, dtype=np.float64)
         for i in range(values.shape[0]):
-            sl = self.valid_slices(event_shape, None if lengths is None else int(lengths[i]))
+            sl = self.valid_slices(event_shape, instance_length(lengths, i))
             part = values[(i, *sl)]
             vertex = np.asarray(self.map_one(np.ascontiguousarray(part)), dtype=np.float64)
             if vertex.shape != part.shape:

@@ -72,6 +72,7 @@ class ProductOfSimplices(Polytope):
     """
 
     event_ndim = 2
+    sized_axes = (0,)
 
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         out = np.zeros_like(scores)
