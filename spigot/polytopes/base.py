@@ -16,7 +16,14 @@ if TYPE_CHECKING:
 
     from spigot.solvers.result import ProjectionResult
 
-_OPTIONAL = ("map_batch", "constraints", "vertices", "marginals_batch")
+_OPTIONAL = (
+    "map_batch",
+    "constraints",
+    "vertices",
+    "marginals_batch",
+    "log_partition_batch",
+    "sample_batch",
+)
 
 
 class Polytope(ABC):
@@ -57,6 +64,10 @@ class Polytope(ABC):
       solver;
     - :meth:`marginals_batch`: the marginals :math:`\mathbb{E}_{z \sim p_s}[z]` of the Gibbs
       distribution :math:`p_s(z) \propto \exp\langle s, z \rangle`, for structured attention.
+    - :meth:`log_partition_batch` and :meth:`sample_batch`: the log-partition
+      :math:`\log \sum_{z \in Z} e^{\langle s, z\rangle}` and exact samples of :math:`p_s`,
+      behind the public :meth:`log_partition`, :meth:`entropy` (which also needs the
+      marginals) and :meth:`sample`.
     - :meth:`check_event_shape`, :meth:`valid_slices`, :meth:`min_length`,
       :meth:`max_length`, :attr:`sized_axes`, :attr:`per_axis_lengths`: shape rules, when the
       defaults (any non-empty shape; ``lengths`` cuts every event axis) do not fit.
@@ -206,11 +217,90 @@ class Polytope(ABC):
             "(marginals, STE-S, SPIGOT-CE/EG) cannot run on it"
         )
 
+    def log_partition(self, scores: Array, lengths: Array | None = None) -> Array:
+        r"""The log-partition :math:`\log Z(s) = \log \sum_{z \in Z} e^{\langle s, z\rangle}` per instance.
+
+        Differentiable in torch (its gradient is the marginals). Returns shape ``batch`` (a
+        0-d tensor for one instance), on the device and with the dtype of ``scores``.
+        """
+        batch = as_batch(self, scores, lengths)
+        log_z = self.log_partition_batch(batch.values, batch.lengths)
+        return batch.restore(log_z.to(batch.values.dtype), event=False)
+
+    def entropy(self, scores: Array, lengths: Array | None = None) -> Array:
+        r"""Entropy of the Gibbs distribution, :math:`H(p_s) = \log Z(s) - \langle s, \mu(s)\rangle`.
+
+        Needs :meth:`log_partition_batch` and :meth:`marginals_batch`; differentiable in torch.
+        Returns shape ``batch``, on the device and with the dtype of ``scores``.
+        """
+        from spigot.polytopes._distributions import entropy_from
+
+        batch = as_batch(self, scores, lengths)
+        log_z = self.log_partition_batch(batch.values, batch.lengths)
+        mu = self.marginals_batch(batch.values, batch.lengths)
+        entropy = entropy_from(log_z, batch.values.to(mu.dtype), mu)
+        return batch.restore(entropy.to(batch.values.dtype), event=False)
+
+    def sample(
+        self,
+        scores: Array,
+        lengths: Array | None = None,
+        n: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> Array:
+        r"""``n`` independent exact samples of :math:`p_s(z) \propto e^{\langle s, z\rangle}`.
+
+        Parameters
+        ----------
+        scores, lengths
+            As for :meth:`map`.
+        n
+            Number of samples per instance, a positive integer.
+        generator
+            Optional ``torch.Generator`` on the device of ``scores``, for reproducible draws.
+
+        Returns
+        -------
+        Vertices of shape ``(n, *batch, *event_shape)`` (padded entries 0), with the device
+        and dtype of ``scores``; not differentiable.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        batch = as_batch(self, scores, lengths)
+        with torch.no_grad():
+            draws = self.sample_batch(batch.values.detach(), batch.lengths, int(n), generator)
+        out = draws.transpose(0, 1).to(batch.values.dtype)  # (B, n, *event): restore the batch axes
+        restored = batch.restore(out, event=False)
+        if isinstance(restored, np.ndarray):
+            return np.moveaxis(restored, len(batch.batch_shape), 0)
+        return restored.movedim(len(batch.batch_shape), 0)
+
+    def log_partition_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Batched, differentiable log-partition ``(B,)`` on validated input ``(B, *event_shape)``."""
+        raise UnsupportedOperation(
+            f"{type(self).__name__} does not define log_partition_batch; its log-partition, "
+            "entropy and samples are not available"
+        )
+
+    def sample_batch(
+        self,
+        scores: torch.Tensor,
+        lengths: torch.Tensor | None,
+        n: int,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """``n`` exact samples ``(n, B, *event_shape)`` on validated input ``(B, *event_shape)``."""
+        raise UnsupportedOperation(
+            f"{type(self).__name__} does not define sample_batch; it cannot be sampled from"
+        )
+
     def supports(self, capability: str) -> bool:
         """Whether the optional hook ``capability`` is implemented.
 
         ``capability`` is one of ``"map_batch"``, ``"constraints"``, ``"vertices"``,
-        ``"marginals_batch"``.
+        ``"marginals_batch"``, ``"log_partition_batch"``, ``"sample_batch"``.
         """
         if capability not in _OPTIONAL:
             raise ValueError(f"capability must be one of {_OPTIONAL}, got {capability!r}")
