@@ -98,8 +98,8 @@ def test_make_estimator_rejects_unknown_names_and_options():
 
 @pytest.mark.parametrize("name", sorted(NEEDS_MARGINALS))
 def test_estimators_needing_marginals_refuse_a_polytope_without_them(name):
-    # SPIGOT-CE/EG fall back on the SparseMAP point unless the Gibbs marginals are asked for
-    options = {"marginals": "gibbs"} if name in ("spigot-ce", "spigot-eg") else {}
+    # STE-S and SPIGOT-CE/EG fall back on the SparseMAP point unless the Gibbs marginals are asked for
+    options = {"marginals": "gibbs"} if name in ("ste-s", "spigot-ce", "spigot-eg") else {}
     with pytest.raises(UnsupportedOperation, match="marginals"):
         make_estimator(name, ExactlyTwo(), **options)
     functional = {

@@ -1,4 +1,4 @@
-"""SPIGOT-CE and SPIGOT-EG on structures without marginals, through the SparseMAP point.
+"""STE-S, SPIGOT-CE and SPIGOT-EG on structures without marginals, through the SparseMAP point.
 
 The reference is independent of every spigot solver: projections onto the convex hull of the
 enumerated vertices by a cvxpy QP over convex weights (tests/reference.py).
@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from spigot import Permutations, Simplex, SpigotCE, SpigotEG, UnsupportedOperation, spigot_ce, spigot_eg
+from spigot import (
+    Permutations,
+    Simplex,
+    SpigotCE,
+    SpigotEG,
+    StraightThroughMarginals,
+    UnsupportedOperation,
+    spigot_ce,
+    spigot_eg,
+)
 from tests.polytope_cases import ExactlyTwo, exactly_two_vertices
 from tests.reference import hull_projection
 
@@ -74,3 +83,21 @@ def test_padding_with_the_sparsemap_point():
         _, alone = _gradient(module, scores[:1, :3, :3], g[:1, :3, :3])
         assert grad[0, 3:].abs().sum() == 0 and grad[0, :, 3:].abs().sum() == 0
         torch.testing.assert_close(grad[0, :3, :3], alone[0], atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize(("name", "polytope", "shape", "vertices"), CASES, ids=IDS)
+def test_ste_s_is_the_jacobian_of_the_projection(name, polytope, shape, vertices):
+    """Against central differences of the cvxpy hull projection (piecewise linear: exact away from kinks)."""
+    rng = np.random.default_rng(2)
+    scores = torch.from_numpy(rng.normal(size=(3, *shape)))
+    g = torch.from_numpy(rng.normal(size=(3, *shape)))
+    module = StraightThroughMarginals(polytope, marginals="sparsemap")
+    z, grad = _gradient(module, scores, g)
+    torch.testing.assert_close(z, polytope.map(scores))
+    step = 1e-4
+    for b in range(3):
+        s, gb = scores[b].numpy(), g[b].numpy()
+        jvp = (hull_projection(s + step * gb, vertices) - hull_projection(s - step * gb, vertices)) / (2 * step)
+        np.testing.assert_allclose(grad[b].numpy(), jvp, atol=1e-4)  # J is symmetric: J^T g = J g
+    assert StraightThroughMarginals(ExactlyTwo()).marginals == "sparsemap"
+    assert StraightThroughMarginals(Simplex()).marginals == "gibbs"
