@@ -179,9 +179,8 @@ def as_batch(
         full = polytope.valid_slices(event_shape, None)
         slices = (full,) * flat.shape[0]
     else:
-        slices = tuple(
-            polytope.valid_slices(event_shape, instance_length(lens, i)) for i in range(lens.shape[0])
-        )
+        per_instance = [n if isinstance(n, int) else tuple(n) for n in lens.tolist()]  # one host read
+        slices = tuple(polytope.valid_slices(event_shape, n) for n in per_instance)
     return Batch(flat, lens, batch_shape, event_shape, as_numpy, slices)
 
 
