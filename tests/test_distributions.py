@@ -81,9 +81,10 @@ def test_samples_follow_the_gibbs_distribution(name, polytope, shape, lengths):
     """Pearson's chi-square over the vertices, at the 1e-4 level (a fixed seed: deterministic).
 
     With ``n = 4000`` draws and every expected count at least 5 (rarer vertices are pooled),
-    the statistic of exact samples exceeds the 0.9999 quantile with probability 1e-4; a sampler
-    off by a few percent on a vertex of probability 0.1 exceeds it (the statistic grows as
-    ``n * sum (p - q)^2 / p``).
+    the statistic of exact samples exceeds the 0.9999 quantile with probability 1e-4 per
+    instance. Its power: sampling frequencies ``q`` instead of ``p`` add about
+    ``n * sum (q - p)^2 / p``, e.g. 36 for one vertex of probability 0.1 drawn 3 points too
+    often, against a quantile about ``4.5 * sqrt(2 df)`` above the statistic's mean ``df``.
     """
     n = 4000
     scores = torch.randn(2, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
