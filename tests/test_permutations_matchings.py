@@ -78,6 +78,8 @@ def test_padded_projection_and_spigot_gradient():
     alone = BipartiteMatchings().project(x[0, :2, :3], solver="cvxpy")
     np.testing.assert_allclose(result.x[0, :2, :3].numpy(), alone.x.numpy(), atol=1e-6)
     assert result.x[0, 2:].abs().sum() == 0 and result.x[0, :, 3:].abs().sum() == 0
+    padded_cvxpy = BipartiteMatchings().project(x, solver="cvxpy", lengths=lengths)
+    np.testing.assert_allclose(padded_cvxpy.x.numpy(), result.x.numpy(), atol=1e-6)
     scores = x.clone().requires_grad_(True)
     z = SPIGOT(BipartiteMatchings(), solver="active-set")(scores, lengths=lengths)
     (z * torch.from_numpy(rng.normal(size=(2, 4, 5)))).sum().backward()
