@@ -33,12 +33,14 @@ from spigot.autodiff import (
 )
 from spigot.polytopes import (
     Arborescence,
+    BipartiteMatchings,
     Budget,
     FactorGraph,
     FactorGraphPolytope,
     HeadSelection,
     LabeledArcs,
     LocalPolytope,
+    Permutations,
     Polytope,
     ProductOfSimplices,
     ProjectiveTree,
@@ -53,6 +55,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Arborescence",
+    "BipartiteMatchings",
     "Budget",
     "ESTIMATORS",
     "FactorGraph",
@@ -63,6 +66,7 @@ __all__ = [
     "LocalPolytope",
     "Marginals",
     "NumericalError",
+    "Permutations",
     "PerturbedMaximizer",
     "Polytope",
     "ProductOfSimplices",

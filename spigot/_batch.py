@@ -30,7 +30,8 @@ class Batch:
     values
         Floating tensor of shape ``(B, *event_shape)`` on the caller's device.
     lengths
-        ``None`` or an int64 CPU tensor of shape ``(B,)``.
+        ``None`` or an int64 CPU tensor of shape ``(B,)``, or ``(B, k)`` for a polytope that
+        takes one length per sized axis.
     batch_shape
         The caller's leading axes (``()`` for a single instance).
     event_shape
@@ -145,8 +146,15 @@ def check_finite(x: torch.Tensor, name: str) -> None:
     """
     if bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all()):
         return
-    bad = "NaN" if bool(torch.isnan(x).any()) else "infinite"
-    raise ValueError(f"{name} contains {bad} entries; every entry must be finite")
+    if bool(torch.isnan(x).any()):
+        raise ValueError(f"{name} contains NaN entries; every entry must be finite")
+    if bool((x == float("inf")).any()):
+        raise ValueError(f"{name} contains infinite entries; every entry must be finite")
+    raise ValueError(
+        f"{name} contains -inf entries; every entry must be finite. To pad instances of "
+        "different sizes, pass `lengths` (padded entries are then ignored and 0 in every "
+        "output) instead of filling them with -inf"
+    )
 
 
 #: Floating dtypes too narrow to compute in; validated input of these dtypes is held as float32.
@@ -198,8 +206,18 @@ def as_batch(
         full = polytope.valid_slices(event_shape, None)
         slices = (full,) * flat.shape[0]
     else:
-        slices = tuple(polytope.valid_slices(event_shape, int(n)) for n in lens.tolist())
+        per_instance = [n if isinstance(n, int) else tuple(n) for n in lens.tolist()]  # one host read
+        slices = tuple(polytope.valid_slices(event_shape, n) for n in per_instance)
     return Batch(flat, lens, batch_shape, event_shape, as_numpy, slices, tensor.dtype)
+
+
+def instance_length(lengths: torch.Tensor | None, i: int) -> int | tuple[int, ...] | None:
+    """Instance ``i``'s entry of validated ``lengths``: an int, a tuple of per-axis ints, or None."""
+    if lengths is None:
+        return None
+    if lengths.ndim == 1:
+        return int(lengths[i])
+    return tuple(int(n) for n in lengths[i].tolist())
 
 
 def _check_lengths(
@@ -208,8 +226,44 @@ def _check_lengths(
     batch_shape: tuple[int, ...],
     event_shape: tuple[int, ...],
 ) -> torch.Tensor | None:
+    """``lengths`` checked against ``polytope``: one per instance, or one per sized axis."""
+    if lengths is None:
+        return None
+    axes = polytope.length_axes()
+    if polytope.per_axis_lengths and len(axes) > 1:
+        lens = _integer_lengths(lengths)
+        if tuple(lens.shape) == batch_shape + (len(axes),):
+            return _check_axis_lengths(polytope, lens, event_shape, axes)
+        if tuple(lens.shape) != batch_shape:
+            raise ValueError(
+                f"lengths must have the batch shape {batch_shape} of the scores (one length per "
+                f"instance) or {batch_shape + (len(axes),)} (one per sized axis {axes}), "
+                f"got shape {tuple(lens.shape)}"
+            )
+    sizes = {event_shape[axis] for axis in axes}
+    if type(polytope).valid_slices is _default_valid_slices() and len(sizes) > 1:
+        raise ValueError(
+            f"lengths gives one length per instance, but the axes {axes} it cuts have different "
+            f"sizes in event shape {event_shape} of {polytope!r}; "
+            + (
+                f"pass one length per sized axis, shape {batch_shape + (len(axes),)}"
+                if polytope.per_axis_lengths
+                else "set `sized_axes` on the class to the axes that lengths counts (e.g. (0,))"
+            )
+        )
     low, high = polytope.min_length(event_shape), polytope.max_length(event_shape)
     return check_lengths(lengths, batch_shape, low, high, f"event shape {event_shape} of {polytope!r}")
+
+
+def _integer_lengths(lengths: Any) -> torch.Tensor:
+    """``lengths`` as a CPU tensor, refused unless it holds integers."""
+    if isinstance(lengths, torch.Tensor):
+        lens = lengths.detach().cpu()
+    else:
+        lens = torch.as_tensor(np.asarray(lengths))
+    if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
+        raise TypeError(f"lengths must be an integer tensor, got dtype {lens.dtype}")
+    return lens
 
 
 def check_lengths(
@@ -221,12 +275,7 @@ def check_lengths(
     """
     if lengths is None:
         return None
-    if isinstance(lengths, torch.Tensor):
-        lens = lengths.detach().cpu()
-    else:
-        lens = torch.as_tensor(np.asarray(lengths))
-    if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
-        raise TypeError(f"lengths must be an integer tensor, got dtype {lens.dtype}")
+    lens = _integer_lengths(lengths)
     if tuple(lens.shape) != batch_shape:
         raise ValueError(
             f"lengths must have the batch shape {batch_shape} of the scores, "
@@ -238,4 +287,27 @@ def check_lengths(
             f"lengths must lie in [{low}, {high}] for {where}, "
             f"got values in [{int(lens.min())}, {int(lens.max())}]"
         )
+    return lens
+
+
+def _default_valid_slices() -> Any:
+    from spigot.polytopes.base import Polytope
+
+    return Polytope.valid_slices
+
+
+def _check_axis_lengths(
+    polytope: Polytope, lens: torch.Tensor, event_shape: tuple[int, ...], axes: tuple[int, ...]
+) -> torch.Tensor:
+    """Validate per-axis ``lengths`` ``(*batch, k)``: column ``j`` within ``[min_length, size]`` of axis ``axes[j]``."""
+    lens = lens.to(torch.int64).reshape(-1, len(axes))
+    low = polytope.min_length(event_shape)
+    for column, axis in enumerate(axes):
+        values = lens[:, column]
+        if values.numel() and (int(values.min()) < low or int(values.max()) > event_shape[axis]):
+            raise ValueError(
+                f"lengths[..., {column}] (the length of event axis {axis}) must lie in "
+                f"[{low}, {event_shape[axis]}] for event shape {event_shape} of {polytope!r}, "
+                f"got values in [{int(values.min())}, {int(values.max())}]"
+            )
     return lens

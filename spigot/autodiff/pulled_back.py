@@ -43,8 +43,34 @@ take the pulled-back target by one step of size :math:`\eta` *from the marginals
   is exactly the gradient of the derivation.
 
 In both, :math:`\eta_b = \min(\eta, \tau / \|g_b\|)` per instance when a ``threshold``
-:math:`\tau` is set (as for :func:`~spigot.autodiff.spigot`). Both need a polytope with
-marginals; padded entries of the output and of the gradient are 0.
+:math:`\tau` is set (as for :func:`~spigot.autodiff.spigot`). Padded entries of the output and
+of the gradient are 0.
+
+**Structures with a MAP oracle only: the SparseMAP point.** The Gibbs marginals need the
+log-partition, which many structures lack (permutations and matchings: a permanent, #P-hard;
+a user's structure defined by ``map_one``). ``marginals="sparsemap"`` replaces the Gibbs
+distribution by the quadratic regularisation of the same argmax, whose "marginals" are the
+SparseMAP point :math:`\tilde\mu(s) = \Pi_{\mathcal{M}}(s)`, computed by ``solver`` (the active
+set for a MAP-only structure). The intermediate loss becomes the SparseMAP loss, the
+Fenchel-Young loss of :math:`\tfrac12\|\mu\|^2` restricted to :math:`\mathcal{M}`:
+:math:`\ell(s, \hat\mu) = \max_{\mu \in \mathcal{M}} \langle s, \mu\rangle - \tfrac12\|\mu\|^2
+- \langle s, \hat\mu\rangle + \tfrac12\|\hat\mu\|^2`, whose gradient is
+:math:`\tilde\mu(s) - \hat\mu`. What changes:
+
+- **SPIGOT-CE**: the Euclidean step starts from the SparseMAP point,
+  :math:`\partial L / \partial s \leftarrow \tilde\mu(s) - \Pi_{\mathcal{M}}(\tilde\mu(s) - \eta g)`;
+- **SPIGOT-EG**: the mirror step of the quadratic regulariser moves the scores and re-projects,
+  :math:`\hat\mu = \tilde\mu(s - \eta g)`, so
+  :math:`\partial L / \partial s \leftarrow \Pi_{\mathcal{M}}(s) - \Pi_{\mathcal{M}}(s - \eta g)`
+  (the entropic geometry of the Gibbs version becomes the Euclidean geometry of the scores);
+- ``output="marginals"`` returns :math:`\tilde\mu(s)` (the SparseMAP layer's output).
+
+Unlike the Gibbs marginals, :math:`\tilde\mu(s)` is sparse and equals :math:`\mathrm{map}(s)`
+whenever the scores are far apart (``s`` lies in the normal cone of a vertex, shifted by that
+vertex): there the CE step starts from the argmax itself and the EG gradient vanishes for small
+steps. Each backward pass costs one projection more than with the Gibbs marginals (two for CE,
+two for EG). ``marginals="auto"`` (the default) picks ``"gibbs"`` when the polytope defines
+marginals and ``"sparsemap"`` otherwise; the module's repr shows the choice.
 """
 
 from __future__ import annotations
@@ -78,19 +104,50 @@ from spigot.solvers.registry import get_solver
 #: What the forward pass of SPIGOT-CE/EG returns.
 OUTPUTS = ("argmax", "marginals")
 
+#: Which relaxed distribution's mean SPIGOT-CE/EG use: the Gibbs marginals or the SparseMAP point.
+MARGINALS = ("auto", "gibbs", "sparsemap")
 
-def _forward_output(ctx, scores: torch.Tensor, polytope: Polytope, lengths: Any, output: str) -> torch.Tensor:
+
+def resolve_marginals(polytope: Polytope, marginals: str, estimator: str) -> str:
+    """``"gibbs"`` or ``"sparsemap"``: ``"auto"`` picks the Gibbs marginals where the polytope has them."""
+    marginals = check_choice(marginals, MARGINALS, "marginals")
+    if marginals == "auto":
+        return "gibbs" if polytope.supports("marginals_batch") else "sparsemap"
+    if marginals == "gibbs":
+        require_marginals(polytope, estimator)
+    return marginals
+
+
+class _RelaxedMean:
+    r"""The mean :math:`\mu(s)` that SPIGOT-CE/EG step from: Gibbs marginals or the SparseMAP point."""
+
+    def __init__(self, polytope: Polytope, kind: str, solver: Solver | None, on_failure: str, where: str) -> None:
+        self.polytope, self.kind, self.solver = polytope, kind, solver
+        self.on_failure, self.where = on_failure, where
+
+    def __call__(self, values: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        if self.kind == "gibbs":
+            return self.polytope.marginals_batch(values, lengths).detach()
+        result = self.solver.run(self.polytope, values, lengths)
+        handle_failure(result, self.on_failure, f"{self.where} (SparseMAP point)")
+        return result.x.to(device=values.device, dtype=values.dtype)
+
+
+def _forward_output(
+    ctx, scores: torch.Tensor, polytope: Polytope, lengths: Any, output: str, mean: _RelaxedMean
+) -> torch.Tensor:
     """Validate, compute the requested output ``(B, *event)`` and save what backward needs."""
     batch = as_batch(polytope, scores, lengths)
     values = batch.values.detach()
     with torch.no_grad():
         if output == "marginals":
-            out = polytope.marginals_batch(values, batch.lengths).detach()
+            out = mean(values, batch.lengths)
         else:
             out = polytope.map_batch(values, batch.lengths)
     mask = padding_mask(batch)
     ctx.polytope, ctx.lengths, ctx.has_mask = polytope, batch.lengths, mask is not None
     ctx.batch = replace(batch, values=values)  # the validated shape, without the graph
+    ctx.mean = mean
     ctx.output_is_marginals = output == "marginals"
     ctx.save_for_backward(values, out, mask if mask is not None else torch.empty(0))
     return out
@@ -102,7 +159,7 @@ def _saved_marginals(ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if ctx.output_is_marginals:
         return values, out, mask
     with torch.no_grad():
-        return values, ctx.polytope.marginals_batch(values, ctx.lengths).detach(), mask
+        return values, ctx.mean(values, ctx.lengths), mask
 
 
 def _finish(ctx, grad_scores: torch.Tensor, mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -113,8 +170,8 @@ def _finish(ctx, grad_scores: torch.Tensor, mask: torch.Tensor, shape: torch.Siz
 
 class _SpigotCEFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, polytope, solver, eta, threshold, lengths, on_failure, output, certify):
-        out = _forward_output(ctx, scores, polytope, lengths, output)
+    def forward(ctx, scores, polytope, solver, eta, threshold, lengths, on_failure, output, certify, mean):
+        out = _forward_output(ctx, scores, polytope, lengths, output, mean)
         ctx.solver, ctx.eta, ctx.threshold, ctx.on_failure = solver, eta, threshold, on_failure
         ctx.certify = certify
         return out.to(scores.dtype).reshape(scores.shape)
@@ -130,13 +187,13 @@ class _SpigotCEFunction(torch.autograd.Function):
             ctx.solver, ctx.polytope, ctx.batch, target, None, ctx.certify, ctx.on_failure, "SPIGOT-CE backward"
         )
         grad_scores = _finish(ctx, mu - p, mask, grad_out.shape)
-        return grad_scores, None, None, None, None, None, None, None, None
+        return grad_scores, None, None, None, None, None, None, None, None, None
 
 
 class _SpigotEGFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, polytope, eta, threshold, lengths, output):
-        out = _forward_output(ctx, scores, polytope, lengths, output)
+    def forward(ctx, scores, polytope, eta, threshold, lengths, output, mean):
+        out = _forward_output(ctx, scores, polytope, lengths, output, mean)
         ctx.eta, ctx.threshold = eta, threshold
         return out.to(scores.dtype).reshape(scores.shape)
 
@@ -147,13 +204,17 @@ class _SpigotEGFunction(torch.autograd.Function):
         values, mu, mask = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
         moved = values - step_sizes(g, ctx.eta, ctx.threshold) * g
-        target = ctx.polytope.marginals_batch(moved, ctx.lengths).detach()
+        with torch.no_grad():
+            target = ctx.mean(moved, ctx.lengths)
         grad_scores = _finish(ctx, mu - target, mask, grad_out.shape)
-        return grad_scores, None, None, None, None, None
+        return grad_scores, None, None, None, None, None, None
 
 
-def _numpy_output(scores: np.ndarray, polytope: Polytope, lengths: Any, output: str) -> np.ndarray:
-    return polytope.marginals(scores, lengths) if output == "marginals" else polytope.map(scores, lengths)
+def _numpy_output(scores: np.ndarray, polytope: Polytope, lengths: Any, output: str, mean: _RelaxedMean) -> np.ndarray:
+    if output != "marginals":
+        return polytope.map(scores, lengths)
+    batch = as_batch(polytope, scores, lengths)
+    return batch.restore(mean(batch.values, batch.lengths))
 
 
 def spigot_ce(
@@ -166,22 +227,24 @@ def spigot_ce(
     on_failure: str = "raise",
     output: str = "argmax",
     certify: bool = False,
+    marginals: str = "auto",
     **solver_options: Any,
 ) -> Array:
     r"""The argmax (or the marginals), with the SPIGOT-CE backward pass.
 
     Backward, given :math:`g`, returns :math:`\mu(s) - \Pi_P(\mu(s) - \eta_b g)` (see the module
-    docstring for the derivation and for where :math:`g` is taken).
+    docstring for the derivation, for where :math:`g` is taken, and for the SparseMAP point
+    that stands in for :math:`\mu` on a structure without marginals).
 
     Parameters
     ----------
     scores
         ``(*batch, *event_shape)`` tensor of scores :math:`s`.
     polytope
-        A structure with marginals.
+        A structure (with marginals, or any structure with ``marginals="sparsemap"``).
     solver
         Projection solver name or instance (``"exact"``: onto the polytope; ``"relaxed"``: onto
-        its relaxation).
+        its relaxation); it also computes the SparseMAP point.
     eta
         Step size :math:`\eta > 0`.
     threshold
@@ -195,6 +258,10 @@ def spigot_ce(
         ``"argmax"`` (:math:`\mathrm{map}(s)`) or ``"marginals"`` (:math:`\mu(s)`).
     certify
         Also certify closed-form projections in the backward pass (see :func:`~spigot.autodiff.spigot`).
+    marginals
+        ``"gibbs"`` (the Gibbs marginals), ``"sparsemap"`` (the SparseMAP point
+        :math:`\Pi_P(s)`, for any structure), or ``"auto"``: ``"gibbs"`` where the polytope
+        defines marginals, ``"sparsemap"`` otherwise.
     **solver_options
         Options for the solver when it is given by name.
 
@@ -205,19 +272,20 @@ def spigot_ce(
     Raises
     ------
     spigot.UnsupportedOperation
-        The polytope has no marginals.
+        ``marginals="gibbs"`` on a polytope without marginals.
     """
     check_polytope(polytope)
-    require_marginals(polytope, "SPIGOT-CE")
+    kind = resolve_marginals(polytope, marginals, "SPIGOT-CE")
     certify = check_certify(certify)
     resolved = get_solver(solver, **solver_options)
     eta, threshold = check_eta(eta), check_threshold(threshold)
     on_failure = check_on_failure(on_failure)
     output = check_choice(output, OUTPUTS, "output")
+    mean = _RelaxedMean(polytope, kind, resolved, on_failure, "SPIGOT-CE")
     if isinstance(scores, np.ndarray):
-        return _numpy_output(scores, polytope, lengths, output)
+        return _numpy_output(scores, polytope, lengths, output, mean)
     return _SpigotCEFunction.apply(
-        scores, polytope, resolved, eta, threshold, lengths, on_failure, output, certify
+        scores, polytope, resolved, eta, threshold, lengths, on_failure, output, certify, mean
     )
 
 
@@ -228,26 +296,34 @@ def spigot_eg(
     threshold: float | None = None,
     lengths: Array | None = None,
     output: str = "argmax",
+    marginals: str = "auto",
+    solver: str | Solver = "exact",
+    on_failure: str = "raise",
+    **solver_options: Any,
 ) -> Array:
     r"""The argmax (or the marginals), with the SPIGOT-EG backward pass.
 
     Backward, given :math:`g`, returns :math:`\mu(s) - \mu(s - \eta_b g)` (see the module
-    docstring for the derivation and for where :math:`g` is taken). Parameters are those of
-    :func:`spigot_ce` without the solver: the exponentiated-gradient step needs only the
-    marginals.
+    docstring for the derivation, for where :math:`g` is taken, and for the SparseMAP point
+    :math:`\mu(s) = \Pi_P(s)` that stands in on a structure without marginals). Parameters are
+    those of :func:`spigot_ce`; with the Gibbs marginals the exponentiated-gradient step needs
+    no solver (``solver``, ``on_failure`` and ``solver_options`` serve the SparseMAP point).
 
     Raises
     ------
     spigot.UnsupportedOperation
-        The polytope has no marginals.
+        ``marginals="gibbs"`` on a polytope without marginals.
     """
     check_polytope(polytope)
-    require_marginals(polytope, "SPIGOT-EG")
+    kind = resolve_marginals(polytope, marginals, "SPIGOT-EG")
     eta, threshold = check_eta(eta), check_threshold(threshold)
     output = check_choice(output, OUTPUTS, "output")
+    on_failure = check_on_failure(on_failure)
+    resolved = get_solver(solver, **solver_options)
+    mean = _RelaxedMean(polytope, kind, resolved, on_failure, "SPIGOT-EG")
     if isinstance(scores, np.ndarray):
-        return _numpy_output(scores, polytope, lengths, output)
-    return _SpigotEGFunction.apply(scores, polytope, eta, threshold, lengths, output)
+        return _numpy_output(scores, polytope, lengths, output, mean)
+    return _SpigotEGFunction.apply(scores, polytope, eta, threshold, lengths, output, mean)
 
 
 class SpigotCE(torch.nn.Module):
@@ -262,11 +338,12 @@ class SpigotCE(torch.nn.Module):
         on_failure: str = "raise",
         output: str = "argmax",
         certify: bool = False,
+        marginals: str = "auto",
         **solver_options: Any,
     ) -> None:
         super().__init__()
         self.polytope = check_polytope(polytope)
-        require_marginals(polytope, "SPIGOT-CE")
+        self.marginals = resolve_marginals(polytope, marginals, "SPIGOT-CE")
         self.certify = check_certify(certify)
         self.solver = get_solver(solver, **solver_options)
         self.eta = check_eta(eta)
@@ -277,13 +354,13 @@ class SpigotCE(torch.nn.Module):
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
         return spigot_ce(
             scores, self.polytope, self.solver, self.eta, self.threshold, lengths,
-            self.on_failure, self.output, self.certify,
+            self.on_failure, self.output, self.certify, self.marginals,
         )
 
     def extra_repr(self) -> str:
         return (
             f"polytope={self.polytope!r}, solver={self.solver!r}, eta={self.eta}, "
-            f"threshold={self.threshold}, output={self.output!r}"
+            f"threshold={self.threshold}, output={self.output!r}, marginals={self.marginals!r}"
         )
 
 
@@ -296,19 +373,29 @@ class SpigotEG(torch.nn.Module):
         eta: float = 1.0,
         threshold: float | None = None,
         output: str = "argmax",
+        marginals: str = "auto",
+        solver: str | Solver = "exact",
+        on_failure: str = "raise",
+        **solver_options: Any,
     ) -> None:
         super().__init__()
         self.polytope = check_polytope(polytope)
-        require_marginals(polytope, "SPIGOT-EG")
+        self.marginals = resolve_marginals(polytope, marginals, "SPIGOT-EG")
         self.eta = check_eta(eta)
         self.threshold = check_threshold(threshold)
         self.output = check_choice(output, OUTPUTS, "output")
+        self.on_failure = check_on_failure(on_failure)
+        self.solver = get_solver(solver, **solver_options)
 
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
-        return spigot_eg(scores, self.polytope, self.eta, self.threshold, lengths, self.output)
+        return spigot_eg(
+            scores, self.polytope, self.eta, self.threshold, lengths, self.output, self.marginals,
+            self.solver, self.on_failure,
+        )
 
     def extra_repr(self) -> str:
+        solver = f", solver={self.solver!r}" if self.marginals == "sparsemap" else ""
         return (
             f"polytope={self.polytope!r}, eta={self.eta}, threshold={self.threshold}, "
-            f"output={self.output!r}"
+            f"output={self.output!r}, marginals={self.marginals!r}{solver}"
         )

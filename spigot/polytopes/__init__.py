@@ -5,6 +5,8 @@ from spigot.polytopes.base import Polytope
 from spigot.polytopes.cube import Budget, UnitCube
 from spigot.polytopes.factor_graph import FactorGraphPolytope, LocalPolytope
 from spigot.polytopes.factors import FactorGraph
+from spigot.polytopes.matchings import BipartiteMatchings
+from spigot.polytopes.permutations import Permutations
 from spigot.polytopes.semantic_graph import LabeledArcs, SemanticGraph
 from spigot.polytopes.simplex import ProductOfSimplices, Simplex
 from spigot.polytopes.trees import Arborescence, HeadSelection, ProjectiveTree, SpanningTree
@@ -12,12 +14,14 @@ from spigot.polytopes.trees import Arborescence, HeadSelection, ProjectiveTree, 
 __all__ = [
     "Ad3Options",
     "Arborescence",
+    "BipartiteMatchings",
     "Budget",
     "FactorGraph",
     "FactorGraphPolytope",
     "HeadSelection",
     "LabeledArcs",
     "LocalPolytope",
+    "Permutations",
     "Polytope",
     "ProductOfSimplices",
     "ProjectiveTree",

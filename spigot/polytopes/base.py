@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 import numpy as np
 import torch
 
-from spigot._batch import Array, as_batch
+from spigot._batch import Array, as_batch, instance_length
 from spigot.errors import UnsupportedOperation
 
 if TYPE_CHECKING:
@@ -16,7 +16,14 @@ if TYPE_CHECKING:
 
     from spigot.solvers.result import ProjectionResult
 
-_OPTIONAL = ("map_batch", "constraints", "vertices", "marginals_batch")
+_OPTIONAL = (
+    "map_batch",
+    "constraints",
+    "vertices",
+    "marginals_batch",
+    "log_partition_batch",
+    "sample_batch",
+)
 
 #: A projection procedure a polytope names: ``fn(x (B, *event), lengths (B,) or None) -> p``, on
 #: validated flat torch input, differentiable, on the input's device.
@@ -38,6 +45,15 @@ class Polytope(ABC):
     instance) marks padding, and the region an instance of length ``n`` occupies is given by
     :meth:`valid_slices`.
 
+    Padding: by default ``lengths`` cuts every axis named by :attr:`sized_axes` (``None``, the
+    default, names every event axis: an instance of length ``n`` occupies ``[:n, :n]`` of a
+    square structure), and padded entries of every output are 0. A structure whose other axes
+    have fixed sizes (``(G, k)``: ``G`` groups of ``k`` choices) sets ``sized_axes = (0,)``;
+    with one length per instance, sized axes of different sizes are an error rather than a
+    guess. A structure with :attr:`per_axis_lengths` also accepts ``lengths`` of shape
+    ``(*batch, len(sized_axes))``, one length per sized axis (rows x columns of a bipartite
+    matching).
+
     Subclassing
     -----------
     Implementing :meth:`map_one` (one instance, numpy in and out) is all that is required: the
@@ -52,9 +68,13 @@ class Polytope(ABC):
       solver;
     - :meth:`marginals_batch`: the marginals :math:`\mathbb{E}_{z \sim p_s}[z]` of the Gibbs
       distribution :math:`p_s(z) \propto \exp\langle s, z \rangle`, for structured attention.
+    - :meth:`log_partition_batch` and :meth:`sample_batch`: the log-partition
+      :math:`\log \sum_{z \in Z} e^{\langle s, z\rangle}` and exact samples of :math:`p_s`,
+      behind the public :meth:`log_partition`, :meth:`entropy` (which also needs the
+      marginals) and :meth:`sample`.
     - :meth:`check_event_shape`, :meth:`valid_slices`, :meth:`min_length`,
-      :meth:`max_length`: shape rules, when the defaults (any non-empty shape; ``lengths``
-      counts entries of the first event axis) do not fit.
+      :meth:`max_length`, :attr:`sized_axes`, :attr:`per_axis_lengths`: shape rules, when the
+      defaults (any non-empty shape; ``lengths`` cuts every event axis) do not fit.
 
     What a structure knows about its own projections it declares in its class body (the
     solvers read it through :meth:`closed_form`, :meth:`relaxed_procedure` and
@@ -87,6 +107,13 @@ class Polytope(ABC):
     #: (declared per class, not inherited; see the class docs).
     preferred_exact_solver: ClassVar[str | None] = None
 
+    #: The event axes that ``lengths`` cuts in the default :meth:`valid_slices` (``None``:
+    #: every event axis, which is right for square structures).
+    sized_axes: tuple[int, ...] | None = None
+
+    #: Whether ``lengths`` may give one length per sized axis, shape ``(*batch, k)``.
+    per_axis_lengths: bool = False
+
     # ------------------------------------------------------------------ shape rules
     def check_event_shape(self, event_shape: tuple[int, ...], name: str = "scores") -> None:
         """Raise ValueError if ``event_shape`` is not a valid instance shape."""
@@ -102,12 +129,30 @@ class Polytope(ABC):
 
     def max_length(self, event_shape: tuple[int, ...]) -> int:
         """Largest valid entry of ``lengths`` for instances of ``event_shape``."""
-        return event_shape[0]
+        return min(event_shape[axis] for axis in self.length_axes())
 
-    def valid_slices(self, event_shape: tuple[int, ...], length: int | None) -> tuple[slice, ...]:
-        """Index of the valid region of an instance of the given length (``None``: all)."""
-        first = slice(0, event_shape[0] if length is None else length)
-        return (first,) + tuple(slice(0, n) for n in event_shape[1:])
+    def length_axes(self) -> tuple[int, ...]:
+        """The event axes that ``lengths`` cuts: :attr:`sized_axes`, or every event axis."""
+        if self.sized_axes is None:
+            return tuple(range(self.event_ndim))
+        return tuple(self.sized_axes)
+
+    def valid_slices(
+        self, event_shape: tuple[int, ...], length: int | tuple[int, ...] | None
+    ) -> tuple[slice, ...]:
+        """Index of the valid region of an instance of the given length (``None``: all).
+
+        ``length`` is one integer (every sized axis is cut to it) or, with
+        :attr:`per_axis_lengths`, one integer per axis of :meth:`length_axes`.
+        """
+        slices = [slice(0, n) for n in event_shape]
+        if length is None:
+            return tuple(slices)
+        axes = self.length_axes()
+        sizes = tuple(length) if isinstance(length, tuple) else (length,) * len(axes)
+        for axis, size in zip(axes, sizes):
+            slices[axis] = slice(0, size)
+        return tuple(slices)
 
     def variable_mask(self, event_shape: tuple[int, ...]) -> np.ndarray | None:
         """Boolean array of ``event_shape``, True on the entries that are variables of the polytope.
@@ -164,7 +209,7 @@ class Polytope(ABC):
         values = scores.detach().cpu().numpy().astype(np.float64, copy=False)
         out = np.zeros(values.shape, dtype=np.float64)
         for i in range(values.shape[0]):
-            sl = self.valid_slices(event_shape, None if lengths is None else int(lengths[i]))
+            sl = self.valid_slices(event_shape, instance_length(lengths, i))
             part = values[(i, *sl)]
             vertex = np.asarray(self.map_one(np.ascontiguousarray(part)), dtype=np.float64)
             if vertex.shape != part.shape:
@@ -208,6 +253,85 @@ class Polytope(ABC):
             "(marginals, STE-S, SPIGOT-CE/EG) cannot run on it"
         )
 
+    def log_partition(self, scores: Array, lengths: Array | None = None) -> Array:
+        r"""The log-partition :math:`\log Z(s) = \log \sum_{z \in Z} e^{\langle s, z\rangle}` per instance.
+
+        Differentiable in torch (its gradient is the marginals). Returns shape ``batch`` (a
+        0-d tensor for one instance), on the device and with the dtype of ``scores``.
+        """
+        batch = as_batch(self, scores, lengths)
+        log_z = self.log_partition_batch(batch.values, batch.lengths)
+        return batch.restore(log_z.to(batch.values.dtype), event=False)
+
+    def entropy(self, scores: Array, lengths: Array | None = None) -> Array:
+        r"""Entropy of the Gibbs distribution, :math:`H(p_s) = \log Z(s) - \langle s, \mu(s)\rangle`.
+
+        Needs :meth:`log_partition_batch` and :meth:`marginals_batch`; differentiable in torch.
+        Returns shape ``batch``, on the device and with the dtype of ``scores``.
+        """
+        from spigot.polytopes._distributions import entropy_from
+
+        batch = as_batch(self, scores, lengths)
+        log_z = self.log_partition_batch(batch.values, batch.lengths)
+        mu = self.marginals_batch(batch.values, batch.lengths)
+        entropy = entropy_from(log_z, batch.values.to(mu.dtype), mu)
+        return batch.restore(entropy.to(batch.values.dtype), event=False)
+
+    def sample(
+        self,
+        scores: Array,
+        lengths: Array | None = None,
+        n: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> Array:
+        r"""``n`` independent exact samples of :math:`p_s(z) \propto e^{\langle s, z\rangle}`.
+
+        Parameters
+        ----------
+        scores, lengths
+            As for :meth:`map`.
+        n
+            Number of samples per instance, a positive integer.
+        generator
+            Optional ``torch.Generator`` on the device of ``scores``, for reproducible draws.
+
+        Returns
+        -------
+        Vertices of shape ``(n, *batch, *event_shape)`` (padded entries 0), with the device
+        and dtype of ``scores``; not differentiable.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        batch = as_batch(self, scores, lengths)
+        with torch.no_grad():
+            draws = self.sample_batch(batch.values.detach(), batch.lengths, int(n), generator)
+        out = draws.transpose(0, 1).to(batch.values.dtype)  # (B, n, *event): restore the batch axes
+        restored = batch.restore(out, event=False)
+        if isinstance(restored, np.ndarray):
+            return np.moveaxis(restored, len(batch.batch_shape), 0)
+        return restored.movedim(len(batch.batch_shape), 0)
+
+    def log_partition_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Batched, differentiable log-partition ``(B,)`` on validated input ``(B, *event_shape)``."""
+        raise UnsupportedOperation(
+            f"{type(self).__name__} does not define log_partition_batch; its log-partition, "
+            "entropy and samples are not available"
+        )
+
+    def sample_batch(
+        self,
+        scores: torch.Tensor,
+        lengths: torch.Tensor | None,
+        n: int,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """``n`` exact samples ``(n, B, *event_shape)`` on validated input ``(B, *event_shape)``."""
+        raise UnsupportedOperation(
+            f"{type(self).__name__} does not define sample_batch; it cannot be sampled from"
+        )
+
     # ------------------------------------------------------------------ projection hooks
     def closed_form(self) -> Projection | None:
         """The closed-form projection this class declares (``closed_form_projection``), or ``None``.
@@ -238,7 +362,7 @@ class Polytope(ABC):
         """Whether the optional hook ``capability`` is implemented.
 
         ``capability`` is one of ``"map_batch"``, ``"constraints"``, ``"vertices"``,
-        ``"marginals_batch"``.
+        ``"marginals_batch"``, ``"log_partition_batch"``, ``"sample_batch"``.
         """
         if capability not in _OPTIONAL:
             raise ValueError(f"capability must be one of {_OPTIONAL}, got {capability!r}")

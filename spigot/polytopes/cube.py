@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from spigot.polytopes._shifted_scores import check_marginals, shift_by_max
+from spigot.polytopes._distributions import subset_samples
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.simplex import _prefix_mask
 from spigot.projections import project_box, project_budget
@@ -20,8 +21,9 @@ from spigot.projections import project_box, project_budget
 class UnitCube(Polytope):
     r"""The unit cube :math:`[0, 1]^d = \mathrm{conv}\{0, 1\}^d`: any subset of d items.
 
-    MAP is the sign test :math:`z_i = [s_i > 0]`; the marginals are :math:`\sigma(s)`.
-    ``lengths`` counts the valid items.
+    MAP is the sign test :math:`z_i = [s_i > 0]`; the marginals are :math:`\sigma(s)`, the
+    log-partition :math:`\sum_i \log(1 + e^{s_i})`, and :meth:`sample` draws independent
+    Bernoulli variables of means :math:`\sigma(s)` (exact). ``lengths`` counts the valid items.
     """
 
     event_ndim = 1
@@ -49,6 +51,18 @@ class UnitCube(Polytope):
         """:func:`spigot.projections.project_box`."""
         return project_box(x, lengths, validate=False)
 
+    def log_partition_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        per_item = torch.nn.functional.softplus(scores)
+        mask = _prefix_mask(lengths, scores.shape[-1], scores.device)
+        return (per_item if mask is None else per_item * mask).sum(dim=-1)
+
+    def sample_batch(
+        self, scores: torch.Tensor, lengths: torch.Tensor | None, n: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        probs = self.marginals_batch(scores, lengths).to(torch.float64)
+        uniform = torch.rand((n, *probs.shape), generator=generator, dtype=torch.float64, device=probs.device)
+        return (uniform < probs).to(scores.dtype)
+
 
 class Budget(Polytope):
     r"""Subsets of exactly ``k`` (or, with ``at_most=True``, at most ``k``) of d items.
@@ -60,7 +74,9 @@ class Budget(Polytope):
     both integral polytopes whose vertices are the indicator vectors of the subsets. MAP takes
     the ``k`` highest scores (only the positive ones when ``at_most``). The marginals come from
     the log-partition function :math:`\log \sum_{|S| = k} e^{s(S)}`, an elementary symmetric
-    polynomial computed by a log-space dynamic program in :math:`O(dk)`.
+    polynomial computed by a log-space dynamic program in :math:`O(dk)` (:meth:`log_partition`);
+    :meth:`sample` is exact, by backward sampling through the same tables (at most ``k``: the
+    size first, then the items).
 
     Parameters
     ----------
@@ -133,6 +149,15 @@ class Budget(Polytope):
         totals = items.clamp(max=self.k) if self.at_most else torch.full_like(items, self.k)
         check_marginals(mu, totals.to(scores.device), self.at_most, repr(self))
         return mu
+
+    def log_partition_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        return self._log_partition(scores, lengths)
+
+    def sample_batch(
+        self, scores: torch.Tensor, lengths: torch.Tensor | None, n: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        valid = _prefix_mask(lengths, scores.shape[-1], scores.device)
+        return subset_samples(scores, valid, self.k, self.at_most, n, generator)
 
     def _log_partition(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         r"""``log sum_{S valid} exp(sum_{i in S} s_i)`` per instance, up to a constant; a DP over items.

@@ -72,6 +72,9 @@ class FactorGraphPolytope(Polytope):
                         graph.pair((t, j), (t + 1, j), output=(t, k + j))
     """
 
+    #: ``lengths`` counts entries of the first event axis unless a subclass says otherwise.
+    sized_axes = (0,)
+
     @abstractmethod
     def build(self, graph: FactorGraph) -> None:
         """Declare the variables and factors of one instance of shape ``graph.event_shape``."""

@@ -11,6 +11,7 @@ import cvxpy as cp
 import numpy as np
 import torch
 
+from spigot.polytopes._distributions import one_hot_samples
 from spigot.polytopes.base import Polytope
 from spigot.projections import project_product_of_simplices, project_simplex
 
@@ -42,7 +43,9 @@ class Simplex(Polytope):
     r"""The probability simplex :math:`\Delta^k = \mathrm{conv}\{e_1, \dots, e_k\}`.
 
     One instance has shape ``(k,)``; ``lengths`` counts the valid choices. MAP is the one-hot
-    argmax (ties go to the lowest index); the marginals are :math:`\mathrm{softmax}(s)`.
+    argmax (ties go to the lowest index); the marginals are :math:`\mathrm{softmax}(s)`, the
+    log-partition :math:`\log\sum_i e^{s_i}`, and :meth:`sample` draws from the categorical
+    distribution :math:`\mathrm{softmax}(s)` (exact).
     """
 
     event_ndim = 1
@@ -68,15 +71,28 @@ class Simplex(Polytope):
         """:func:`spigot.projections.project_simplex`."""
         return project_simplex(x, lengths, validate=False)
 
+    def log_partition_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        mask = _prefix_mask(lengths, scores.shape[-1], scores.device)
+        masked = scores if mask is None else scores.masked_fill(~mask, float("-inf"))
+        return torch.logsumexp(masked, dim=-1)
+
+    def sample_batch(
+        self, scores: torch.Tensor, lengths: torch.Tensor | None, n: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        return one_hot_samples(self.marginals_batch(scores, lengths), n, generator)
+
 
 class ProductOfSimplices(Polytope):
     r"""A product of simplices :math:`\Delta^k \times \dots \times \Delta^k`: one choice per group.
 
     One instance has shape ``(G, k)`` (row ``g`` is group ``g``'s choice among ``k``);
-    ``lengths`` counts the valid groups. Vertices are 0/1 matrices with one 1 per row.
+    ``lengths`` counts the valid groups. Vertices are 0/1 matrices with one 1 per row. The
+    groups are independent under :math:`p_s`: the log-partition is the sum of the rows'
+    :math:`\log\sum_j e^{s_{gj}}` and :meth:`sample` draws each row from its softmax (exact).
     """
 
     event_ndim = 2
+    sized_axes = (0,)
 
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         out = np.zeros_like(scores)
@@ -104,3 +120,15 @@ class ProductOfSimplices(Polytope):
     def closed_form_projection(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """:func:`spigot.projections.project_product_of_simplices`."""
         return project_product_of_simplices(x, lengths, validate=False)
+
+    def log_partition_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        per_group = torch.logsumexp(scores, dim=-1)
+        rows = _prefix_mask(lengths, scores.shape[1], scores.device)
+        if rows is not None:
+            per_group = torch.where(rows, per_group, torch.zeros_like(per_group))
+        return per_group.sum(dim=-1)
+
+    def sample_batch(
+        self, scores: torch.Tensor, lengths: torch.Tensor | None, n: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        return one_hot_samples(self.marginals_batch(scores, lengths), n, generator)

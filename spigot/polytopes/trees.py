@@ -29,12 +29,15 @@ import torch
 
 from spigot.polytopes import _tree_enumeration as enumeration
 from spigot.polytopes import _tree_kernels as kernels
+from spigot.polytopes._distributions import dependency_samples, one_hot_samples
 from spigot.polytopes._tree_marginals import (
+    _gth_log_partition,
+    eisner_log_partition,
     eisner_marginals,
     matrix_tree_marginals,
     spanning_tree_marginals,
 )
-from spigot._word_graphs import arc_mask, host_lengths, host_scores
+from spigot._word_graphs import arc_mask, host_lengths, host_scores, word_mask
 from spigot.polytopes.base import Polytope
 from spigot.projections import project_head_selection
 
@@ -90,7 +93,8 @@ class HeadSelection(_DependencyPolytope):
     a product of ``n`` simplices, one per modifier ``m`` over its heads ``h in {0..n} \ {m}``
     (column ``m`` of the arc matrix). Its vertices are all head assignments, cycles included;
     it contains every dependency tree polytope. MAP takes each column's best head; the
-    marginals are a softmax over each column's heads; the exact projection is the sort-based
+    marginals are a softmax over each column's heads (the words choose independently, so the
+    log-partition is a sum of log-sum-exps and :meth:`sample` draws each head exactly); the exact projection is the sort-based
     simplex projection of every column (the ``closed-form`` solver, :math:`O(n^2 \log n)`).
     All three run on the input's device (the MAP by a compiled sweep on CPU tensors, by torch
     elsewhere).
@@ -134,6 +138,21 @@ class HeadSelection(_DependencyPolytope):
         """:func:`spigot.projections.project_head_selection`."""
         return project_head_selection(x, lengths)
 
+    def log_partition_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        batch, size, _ = scores.shape
+        valid = arc_mask(lengths, size, batch, scores.device)
+        words = word_mask(lengths, size, batch, scores.device)
+        # columns that are not words get finite stand-ins (0), so no NaN reaches the gradient
+        outside = torch.where(words[:, None, :], float("-inf"), 0.0).to(scores.dtype)
+        per_word = torch.logsumexp(torch.where(valid, scores, outside), dim=1)
+        return torch.where(words, per_word, torch.zeros_like(per_word)).sum(dim=1)
+
+    def sample_batch(
+        self, scores: torch.Tensor, lengths: torch.Tensor | None, n: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        by_word = self.marginals_batch(scores, lengths).transpose(1, 2)  # [m, h]: word m's heads
+        return one_hot_samples(by_word, n, generator).transpose(2, 3)
+
 
 class Arborescence(_DependencyPolytope):
     r"""Non-projective dependency trees: spanning arborescences of nodes ``0..n`` rooted at 0.
@@ -164,6 +183,11 @@ class Arborescence(_DependencyPolytope):
       matroid and the direct sum of the words' graphic matroid with a rank-1 uniform matroid
       on the root's arcs, and a matroid intersection polytope is integral.
     - **Relaxation**: :class:`HeadSelection`.
+    - **Distribution**: :meth:`log_partition` by the subtraction-free GTH elimination (float64,
+      differentiable); :meth:`entropy` from it and the marginals; :meth:`sample` is exact, by
+      sequential conditioning on the marginals (each word's head drawn from the marginals of
+      the scores restricted to the heads drawn so far; ``n`` marginal computations per batch
+      of samples, see :mod:`spigot.polytopes._distributions`).
     """
 
     def __init__(self, single_root: bool = False) -> None:
@@ -195,6 +219,18 @@ class Arborescence(_DependencyPolytope):
     def marginals_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         return matrix_tree_marginals(scores, lengths, self.single_root)
 
+    def log_partition_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """``log Z`` by the subtraction-free GTH elimination of the marginals' fallback (float64)."""
+        return _gth_log_partition(scores.to(torch.float64), lengths, self.single_root).to(scores.dtype)
+
+    def sample_batch(
+        self, scores: torch.Tensor, lengths: torch.Tensor | None, n: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        def marginals(values: torch.Tensor, lens: torch.Tensor | None) -> torch.Tensor:
+            return matrix_tree_marginals(values, lens, self.single_root)
+
+        return dependency_samples(marginals, scores, lengths, n, generator)
+
 
 class ProjectiveTree(_DependencyPolytope):
     r"""Projective dependency trees: arborescences rooted at 0 whose arcs do not cross.
@@ -209,8 +245,9 @@ class ProjectiveTree(_DependencyPolytope):
     MAP is Eisner's :math:`O(n^3)` algorithm, compiled and batched (on the CPU: a batch on a
     GPU is copied to host memory once per batch and the trees moved back once); the marginals
     come from the inside-outside algorithm in log space (autograd through the inside pass), on
-    the input's device. The
-    relaxation is :class:`HeadSelection`. There are no cvxpy constraints; exact projections
+    the input's device; :meth:`log_partition` is the inside pass, and :meth:`sample` is exact,
+    by sequential conditioning on the inside-outside marginals (as for :class:`Arborescence`).
+    The relaxation is :class:`HeadSelection`. There are no cvxpy constraints; exact projections
     use the MAP-only solvers.
     """
 
@@ -239,6 +276,17 @@ class ProjectiveTree(_DependencyPolytope):
     def marginals_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         return eisner_marginals(scores, lengths, self.single_root)
 
+    def log_partition_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        return eisner_log_partition(scores, lengths, self.single_root).to(scores.dtype)
+
+    def sample_batch(
+        self, scores: torch.Tensor, lengths: torch.Tensor | None, n: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        def marginals(values: torch.Tensor, lens: torch.Tensor | None) -> torch.Tensor:
+            return eisner_marginals(values, lens, self.single_root)
+
+        return dependency_samples(marginals, scores, lengths, n, generator)
+
 
 class SpanningTree(Polytope):
     r"""Undirected spanning trees of the complete graph on ``n`` nodes.
@@ -250,7 +298,9 @@ class SpanningTree(Polytope):
 
     MAP is Prim's algorithm (:math:`O(n^2)`, compiled, batched, on the CPU: a batch on a GPU is
     copied to host memory once per batch and the trees moved back once); the marginals come from
-    Kirchhoff's matrix-tree theorem, on the input's device; the cvxpy constraints orient the
+    Kirchhoff's matrix-tree theorem, on the input's device (orienting every tree away from node 0
+    is a weight-preserving bijection with arborescences, which also gives :meth:`log_partition`
+    and the exact :meth:`sample` of :class:`Arborescence`); the cvxpy constraints orient the
     tree away from node 0 (:math:`x_{ij} = y_{ij} + y_{ji}`, :math:`y` in the multi-root
     arborescence formulation of :class:`Arborescence`), an exact extended formulation because
     orienting is a bijection between spanning trees and arborescences rooted at 0.
@@ -305,6 +355,29 @@ class SpanningTree(Polytope):
 
     def marginals_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         return spanning_tree_marginals(scores, lengths)
+
+    def log_partition_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Kirchhoff's ``log det`` as arborescences from node 0 on symmetric weights (GTH, float64)."""
+        symmetric, words = _oriented(scores, lengths)
+        return _gth_log_partition(symmetric.to(torch.float64), words, single_root=False).to(scores.dtype)
+
+    def sample_batch(
+        self, scores: torch.Tensor, lengths: torch.Tensor | None, n: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Arborescences from node 0 on symmetric weights, sampled exactly, then un-oriented."""
+        symmetric, words = _oriented(scores, lengths)
+
+        def marginals(values: torch.Tensor, lens: torch.Tensor | None) -> torch.Tensor:
+            return matrix_tree_marginals(values, lens, single_root=False)
+
+        directed = dependency_samples(marginals, symmetric, words, n, generator)
+        return torch.triu(directed + directed.transpose(-1, -2), diagonal=1)
+
+
+def _oriented(scores: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Symmetric arc scores of the edges and the word counts (nodes - 1) of the orientation from node 0."""
+    upper = torch.triu(scores, diagonal=1)
+    return upper + upper.transpose(-1, -2), None if lengths is None else lengths - 1
 
 
 def _arborescence_flow(var: cp.Variable, single_root: bool) -> list[cp.Constraint]:
