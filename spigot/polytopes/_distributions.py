@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from spigot.polytopes._word_graphs import arc_mask, word_mask
+from spigot._word_graphs import arc_mask, word_mask
 
 #: Gap below the smallest score given to excluded arcs: exp(-gap) is exactly 0 in every dtype.
 EXCLUDED_GAP = 1e4

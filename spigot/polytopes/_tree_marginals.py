@@ -322,7 +322,7 @@ def spanning_tree_marginals(scores: torch.Tensor, lengths: torch.Tensor | None) 
 def eisner_log_partition(
     scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool
 ) -> torch.Tensor:
-    r"""``log Z`` of projective dependency trees up to a per-instance constant, ``(B,)``; differentiable.
+    r"""``log Z`` of projective dependency trees, ``(B,)``; differentiable.
 
     Arc ``h -> m`` has score ``scores[:, h, m]``; instance ``b`` covers nodes ``0..n_b``
     (spans inside a prefix never read scores outside it).
@@ -334,7 +334,8 @@ def eisner_log_partition(
     # arc score) changes log Z by n_b times it and the marginals not at all; on shifted scores
     # the charts' sums keep the differences that huge scores (s + 1e17) would absorb.
     valid = arc_mask(lengths, size, batch, s.device)
-    s = shift_by_max(s, valid, floor=neg).values
+    shifted = shift_by_max(s, valid, floor=neg)
+    s = shifted.values
     device = s.device
     ends = torch.full((batch,), size - 1, dtype=torch.int64, device=device)
     if lengths is not None:
@@ -361,15 +362,16 @@ def eisner_log_partition(
         cr_end = torch.cat([torch.cat([pad_start, complete_right], dim=1)[:, :, None], cr_end], dim=2)
         cl_end = torch.cat([torch.cat([pad_start, complete_left], dim=1)[:, :, None], cl_end], dim=2)
     rows = torch.arange(batch, device=device)
+    restored = ends.to(s.dtype) * shifted.shift.reshape(-1)  # n_b arcs, each shifted; no gradient
     if not single_root:
-        return cr_start[rows, 0, ends]
+        return cr_start[rows, 0, ends] + restored
     heads = torch.arange(size, device=device)
     widths = (ends[:, None] - heads[None, :]).clamp(min=0)
     right = cr_start.gather(2, widths[:, :, None]).squeeze(2)  # Cr[m, n_b]
     left = cl_start[:, 1, :].roll(1, dims=1)  # Cl[1, m] at index m
     total = s[:, 0, :] + left + right
     child = (heads >= 1)[None, :] & (heads[None, :] <= ends[:, None])
-    return torch.logsumexp(total.masked_fill(~child, neg), dim=1)
+    return torch.logsumexp(total.masked_fill(~child, neg), dim=1) + restored
 
 
 def eisner_marginals(scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool) -> torch.Tensor:

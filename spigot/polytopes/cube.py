@@ -160,14 +160,14 @@ class Budget(Polytope):
         return subset_samples(scores, valid, self.k, self.at_most, n, generator)
 
     def _log_partition(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        r"""``log sum_{S valid} exp(sum_{i in S} s_i)`` per instance, up to a constant; a DP over items.
+        r"""``log sum_{S valid} exp(sum_{i in S} s_i)`` per instance, by a DP over items.
 
         The DP runs on the scores shifted by their per-instance maximum :math:`c` (a constant for
         autograd): on ``s - c`` its sums keep the resolution of the scores' differences however
         large the scores (with ``s + 1e17`` the unshifted sums absorbed the differences and the
-        marginals reached 4). The constant dropped is :math:`k c` (or, with ``at_most``, the
-        size's :math:`m c` with :math:`m = k` for :math:`c \ge 0` and 0 otherwise), so the
-        value's gradient is still the marginals.
+        marginals reached 4). The constant :math:`k c` (or, with ``at_most``, the size's
+        :math:`m c` with :math:`m = k` for :math:`c \ge 0` and 0 otherwise) is added back after
+        the DP, as a constant, so the value is exact and its gradient is still the marginals.
         """
         batch, d = scores.shape
         valid = _prefix_mask(lengths, d, scores.device)
@@ -181,13 +181,13 @@ class Budget(Polytope):
             take = torch.cat([empty, table[:, :-1] + shifted.values[:, i : i + 1]], dim=1)
             updated = torch.stack([table, take]).logsumexp(dim=0)
             table = updated if valid is None else torch.where(valid[:, i : i + 1], updated, table)
+        c = shifted.shift.reshape(-1)
         if not self.at_most:
-            return table[:, self.k]
-        c = shifted.shift
+            return table[:, self.k] + self.k * c
         sizes = torch.arange(self.k + 1, device=scores.device, dtype=scores.dtype)
         # (j - m) c <= 0 for every size j: no overflow, and -inf only where exp underflows anyway
         offset = torch.where(c >= 0, float(self.k), 0.0)
-        return torch.logsumexp(table + (sizes - offset) * c, dim=1)
+        return torch.logsumexp(table + (sizes - offset[:, None]) * c[:, None], dim=1) + offset * c
 
     def closed_form_projection(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """:func:`spigot.projections.project_budget` with this budget."""
