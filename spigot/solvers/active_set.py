@@ -160,7 +160,7 @@ class ActiveSet(InstanceSolver):
     max_iter
         Maximum number of major iterations (MAP calls).
     max_time
-        Time budget in seconds for each instance (default 10); a run that exceeds it stops with
+        Time budget in seconds for each instance (default 30); a run that exceeds it stops with
         ``success=False`` and status 4 (``math.inf``: no budget).
     init
         Warm start: a previous :class:`ProjectionResult` or points near which to start (see
@@ -171,7 +171,7 @@ class ActiveSet(InstanceSolver):
     exact = True
 
     def __init__(
-        self, tol: float = 1e-12, max_iter: int = 1000, max_time: float = 10.0, init: Any = None
+        self, tol: float = 1e-12, max_iter: int = 1000, max_time: float = 30.0, init: Any = None
     ) -> None:
         super().__init__(init)
         self.tol = check_tol(tol)

@@ -21,37 +21,12 @@ import torch
 
 from spigot._batch import Array, Batch, as_batch, check_finite, to_tensor
 from spigot.polytopes.base import Polytope
+from spigot.checks import check_max_iter, check_max_time, check_tol  # noqa: F401  (re-exported)
 from spigot.solvers.certificate import certificate_gap
 from spigot.solvers.result import CONVERGED, FAILED, STATUS_MESSAGES, ProjectionResult
 
 #: A warm start: per instance, ``(vertices (m, *valid_shape), weights (m,))`` on its valid region.
 Start = list[tuple[np.ndarray, np.ndarray]]
-
-
-def check_tol(tol: float) -> float:
-    """Validate a positive, finite tolerance."""
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not np.isfinite(tol) or tol <= 0:
-        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
-    return float(tol)
-
-
-def check_max_iter(max_iter: int) -> int:
-    """Validate a positive integer iteration budget."""
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    return int(max_iter)
-
-
-def check_max_time(max_time: float) -> float:
-    """Validate a positive time budget in seconds (``math.inf`` allowed: no budget)."""
-    if (
-        isinstance(max_time, bool)
-        or not isinstance(max_time, (int, float, np.integer, np.floating))
-        or math.isnan(max_time)
-        or max_time <= 0
-    ):
-        raise ValueError(f"max_time must be a positive number of seconds (or math.inf), got {max_time!r}")
-    return float(max_time)
 
 
 def deadline(max_time: float) -> float:
