@@ -9,7 +9,6 @@ import warnings
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from spigot._batch import Batch, check_finite
