@@ -118,25 +118,31 @@ class FaceSpan:
         self._state = ActiveSetState(np.zeros(size))
 
     @classmethod
-    def of(cls, vertices: np.ndarray) -> FaceSpan:
-        """The span of the rows of ``vertices``: one Gram product and one Cholesky factorisation
-        when they are affinely independent (an active set is), one vertex at a time otherwise."""
+    def of(cls, vertices: np.ndarray, factor: np.ndarray | None = None) -> FaceSpan:
+        """The span of the rows of ``vertices``.
+
+        ``factor``, when given, is the lower Cholesky factor of their lifted Gram matrix (the
+        active-set solver's own, so nothing is recomputed); otherwise one Gram product and one
+        Cholesky factorisation when they are affinely independent (an active set is), one
+        vertex at a time when they are not.
+        """
         span = cls(vertices.shape[1])
-        lifted = vertices @ vertices.T + 1.0
-        try:
-            factor = np.linalg.cholesky(lifted)
-        except np.linalg.LinAlgError:
-            factor = None
-        pivots = np.diag(factor) ** 2 if factor is not None else None
-        if factor is None or np.any(pivots <= _PIVOT_EPS * np.diag(lifted)):
-            for v in vertices:
-                span.add(v)
-            return span
+        norms = np.einsum("ij,ij->i", vertices, vertices)
+        if factor is None:
+            lifted = vertices @ vertices.T + 1.0
+            try:
+                factor = np.linalg.cholesky(lifted)
+            except np.linalg.LinAlgError:
+                factor = None
+            if factor is None or np.any(np.diag(factor) ** 2 <= _PIVOT_EPS * (norms + 1.0)):
+                for v in vertices:
+                    span.add(v)
+                return span
         state, k = span._state, len(vertices)
         while len(state.weights) < k:
             state._grow()
         state.vertices[:k], state.chol[:k, :k] = vertices, factor
-        state.norms[:k], state.rhs[:k], state.weights[:k] = np.diag(lifted) - 1.0, 1.0, 0.0
+        state.norms[:k], state.rhs[:k], state.weights[:k] = norms, 1.0, 0.0
         state.size = k
         return span
 
@@ -170,7 +176,8 @@ def face_basis(
     p: np.ndarray,
     vertices: np.ndarray,
     weights: np.ndarray,
-) -> np.ndarray:
+    factor: np.ndarray | None = None,
+) -> FaceSpan:
     r"""The affine hull of the face of ``P`` exposed by ``x - p``, as a :class:`FaceSpan`.
 
     The face is :math:`F = \operatorname*{argmax}_{v \in P} \langle x - p, v \rangle`; the
@@ -193,6 +200,10 @@ def face_basis(
         One unpadded instance and its projection (float64, same shape).
     vertices, weights
         The active set ``(m, *x.shape)`` and its convex weights ``(m,)``.
+    factor
+        The lower Cholesky factor ``(m, m)`` of the active vertices' lifted Gram matrix when the
+        solver kept it (the active-set method does), reused when every active vertex lies on
+        the face.
 
     Returns
     -------
@@ -219,8 +230,11 @@ def face_basis(
         )
 
     flat = vertices.reshape(len(weights), -1)
-    face = np.array([v for v in flat[weights > 0] if on_face(v)]).reshape(-1, residual.size)
-    span = FaceSpan.of(face)  # an affinely dependent vertex adds no direction and is left out
+    keep = np.array([w > 0 and on_face(v) for v, w in zip(flat, weights)], dtype=bool)
+    if factor is not None and keep.all():  # the solver's factor spans exactly these vertices
+        span = FaceSpan.of(flat, factor)
+    else:  # an affinely dependent vertex adds no direction and is left out
+        span = FaceSpan.of(flat[keep])
     if span.size == 0:
         span.add(face_argmax(np.zeros_like(residual)))
     rng = np.random.default_rng(_SEED)
@@ -258,13 +272,14 @@ class _SparseMAPFunction(torch.autograd.Function):
         # active sets are host arrays already)
         g = grad_p.reshape(batch.values.shape).detach().cpu().double().numpy()
         active_sets, all_weights = solution.active_set, solution.weights
+        factors = solution.factors or [None] * batch.size
         parts = []
         instances = zip(batch.instances(), batch.slices, active_sets, all_weights)
         for i, (xi, sl, active, weights) in enumerate(instances):
             vertices = active[(slice(None), *sl)]
             # the solver's float64 point, not the output, which is rounded to the input's dtype
             pi = np.tensordot(weights, vertices, axes=1)
-            span = face_basis(ctx.target_polytope, xi, pi, vertices, weights)
+            span = face_basis(ctx.target_polytope, xi, pi, vertices, weights, factors[i])
             parts.append(span.project(g[(i, *sl)].ravel()).reshape(xi.shape))
         grad_scores = batch.embed(parts).to(device=grad_p.device, dtype=grad_p.dtype)
         mask = padding_mask(batch)

@@ -233,6 +233,7 @@ class ActiveSet(InstanceSolver):
             vertices=state.active.reshape(-1, *shape).copy(),
             weights=state.active_weights.copy(),
             gap=float(gap),
+            factor=state.chol[: state.size, : state.size].copy(),
         )
 
     @staticmethod

@@ -56,6 +56,10 @@ class Solution:
     closed_form
         Whether ``p`` came from a closed form (exact by construction, so a layer skips its
         certificate unless asked).
+    factors
+        Per instance, the lower Cholesky factor of the active vertices' lifted Gram matrix
+        :math:`VV^\top + \mathbf 1\mathbf 1^\top` when the solver keeps one (the active-set
+        method), for SparseMAP's backward; ``None`` otherwise.
     """
 
     p: torch.Tensor
@@ -67,6 +71,7 @@ class Solution:
     gap: torch.Tensor | None = None
     against: Polytope | None = None
     closed_form: bool = False
+    factors: list[np.ndarray | None] | None = None
 
     @property
     def all_success(self) -> bool:
@@ -203,6 +208,8 @@ class InstanceOutcome:
     weights: np.ndarray | None = None
     #: The certificate of ``p`` when the solver computed it (the gap it stopped on).
     gap: float | None = None
+    #: The lower Cholesky factor of the lifted Gram matrix of ``vertices``, when the solver keeps it.
+    factor: np.ndarray | None = None
 
 
 class InstanceSolver(Solver):
@@ -273,6 +280,7 @@ class InstanceSolver(Solver):
             active_set=active,
             weights=weights,
             gap=gap,
+            factors=[o.factor for o in outcomes] if self.vertex_based else None,
         )
 
     def _starts(self, polytope: Polytope, batch: Batch, init: Any) -> list:

@@ -4,8 +4,8 @@ B = 32 sentences, standard normal scores, n = 50 and n = 100 words, float32 and 
 Forward: the active-set projection :math:`\\Pi_P(s)` (``sparsemap(scores, Arborescence())``);
 backward: the Jacobian of the active face applied to ``g`` (its span completed with MAP calls,
 the projector from the ``k x k`` lifted Gram matrix of the active vertices). There is no peer:
-the goals (issue 18) are a backward at most 1.0x its own forward, and, at n = 50, a whole step
-at least 20x faster than the 25 s that the SVD-based backward took on this machine.
+the goals (issue 18, at n = 50) are a backward at most 1.0x its own forward and a whole step at
+least 20x faster than the 25 s that the SVD-based backward took on this machine.
 """
 
 from __future__ import annotations
@@ -65,10 +65,10 @@ def run(settings: BenchSettings) -> SectionResult:
     warm = torch.randn(2, 9, 9, dtype=torch.float64, requires_grad=True)
     sparsemap(warm, Arborescence()).sum().backward()  # compile the kernels outside the timers
     rows = [time_step(settings, batch, n, dtype, repeats) for n, repeats in sizes.items() for dtype in DTYPES]
-    first = min(sizes)
+    first = min(sizes)  # the goals are set at n=50 (issue 18); larger sizes are reported
     at_first = [r for r in rows if r["n"] == first]
     goals = {
-        "backward": all(r["backward_ratio"] <= BACKWARD_GOAL for r in rows),
+        "backward": all(r["backward_ratio"] <= BACKWARD_GOAL for r in at_first),
         "step": all(BEFORE_SECONDS / r["step_s"] >= SPEEDUP_GOAL for r in at_first),
     }
     status = {name: "met" if ok else "missed" for name, ok in goals.items()}
@@ -99,8 +99,9 @@ def run(settings: BenchSettings) -> SectionResult:
             report,
             "```",
             "",
-            f"Goals: **backward** {status['backward']}, at most {BACKWARD_GOAL}x the forward in every row "
-            f"(worst {max(r['backward_ratio'] for r in rows):.2f}x); **step** {status['step']}, at n={first} "
+            f"Goals (at n={first}): **backward** {status['backward']}, at most {BACKWARD_GOAL}x the forward "
+            f"(worst {max(r['backward_ratio'] for r in at_first):.2f}x; at every size "
+            f"{max(r['backward_ratio'] for r in rows):.2f}x); **step** {status['step']}, "
             f"{speedups} faster than the {BEFORE_SECONDS:.0f} s before (goal >= {SPEEDUP_GOAL:.0f}x).",
         ]
     )
@@ -110,7 +111,7 @@ def run(settings: BenchSettings) -> SectionResult:
             f"({r['backward_ratio']:.2f}x)"
             for r in rows
         ),
-        f"sparsemap backward goal (<= {BACKWARD_GOAL}x forward): {status['backward']}",
+        f"sparsemap backward goal (<= {BACKWARD_GOAL}x forward at n={first}): {status['backward']}",
         f"sparsemap step goal (>= {SPEEDUP_GOAL:.0f}x faster than {BEFORE_SECONDS:.0f} s at n={first}): {status['step']}",
     ]
     return SectionResult("sparsemap", markdown, headline, {"rows": rows})
