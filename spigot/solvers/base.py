@@ -36,7 +36,7 @@ def deadline(max_time: float) -> float:
 
 @dataclass
 class Solution:
-    """A solver's outcome on a validated flat batch, before certification and reshaping.
+    r"""A solver's outcome on a validated flat batch, before certification and reshaping.
 
     Attributes
     ----------
