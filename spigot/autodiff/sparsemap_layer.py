@@ -80,6 +80,8 @@ _RANK_TOL = 1e-9
 _MAX_SHRINKS = 60
 #: Seed of the random probing directions (fixed, so that the backward pass is deterministic).
 _SEED = 20180214
+#: How many probing directions are drawn and projected together.
+_BLOCK = 8
 
 
 def vertex_solver(solver: Solver, polytope: Polytope) -> tuple[Solver, Polytope]:
@@ -160,6 +162,27 @@ class FaceSpan:
         """Add ``v``; False (nothing changes) if it is numerically in the affine hull already."""
         return self._state.add(v)
 
+    def add_rows(self, rows: np.ndarray) -> bool:
+        """Add the rows of ``rows`` in turn (their inner products in two matrix products); whether any joined."""
+        state = self._state
+        old = state.products_rows(rows)  # (r, k) against the vertices already in the span
+        among = rows @ rows.T
+        joined: list[int] = []
+        for j, v in enumerate(rows):
+            products = np.concatenate([old[j], among[j, joined]])
+            if state.add(v, products=products):
+                joined.append(j)
+        return bool(joined)
+
+    def project_rows(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`project` applied to every row of ``rows`` ``(r, d)``."""
+        state = self._state
+        if state.size <= 1:
+            return np.zeros_like(rows)
+        vertices = state.active
+        gammas = _cholesky.affine_direction_weights_rows(state.chol, state.size, vertices @ rows.T)
+        return gammas.T @ vertices
+
     def project(self, g: np.ndarray) -> np.ndarray:
         """The orthogonal projection of the flat vector ``g`` onto the directions of the hull."""
         state = self._state
@@ -239,15 +262,23 @@ def face_basis(
         span.add(face_argmax(np.zeros_like(residual)))
     rng = np.random.default_rng(_SEED)
     for _ in range(residual.size + 1):
-        direction = rng.standard_normal(residual.size)
-        direction -= span.project(direction)
-        norm = float(np.linalg.norm(direction))
-        if norm <= _RANK_TOL:
+        # a block of random directions orthogonal to the span, projected together (one
+        # matrix-matrix product instead of one matrix-vector product per direction)
+        directions = rng.standard_normal((_BLOCK, residual.size))
+        directions -= span.project_rows(directions)
+        norms = np.linalg.norm(directions, axis=1)
+        directions = directions[norms > _RANK_TOL] / norms[norms > _RANK_TOL, None]
+        if not len(directions):
             break
-        direction /= norm
-        extreme = [face_argmax(sign * direction) for sign in (1.0, -1.0)]
-        leaving = [v for v in extreme if abs((v - span.origin) @ direction) > _SPAN_TOL]
-        if not leaving or not span.add(leaving[0]):
+        leaving = []
+        for direction in directions:
+            for sign in (1.0, -1.0):
+                v = face_argmax(sign * direction)
+                if abs((v - span.origin) @ direction) > _SPAN_TOL:
+                    leaving.append(v)
+                    break
+        # with probability one, no direction orthogonal to aff(F) finds a vertex off the span
+        if not leaving or not span.add_rows(np.array(leaving)):
             break
     return span
 

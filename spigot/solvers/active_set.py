@@ -83,6 +83,10 @@ class ActiveSetState:
         """Inner products of ``v`` with the active vertices (one matrix-vector product)."""
         return self.active @ v
 
+    def products_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Inner products ``(r, m)`` of the rows of ``rows`` with the active vertices (one matrix product)."""
+        return rows @ self.active.T
+
     def index(self, v: np.ndarray, products: np.ndarray | None = None) -> int:
         r"""Position of ``v`` in the active set, or -1.
 
