@@ -10,28 +10,22 @@
 - ``spigot bench``: the benchmarks against the installed peers, rewriting
   ``docs/benchmarks.md`` (:mod:`spigot.experiments.benchmarks.command`).
 
-Further subcommands register with :func:`register_command`: give it a :class:`Command` (its
-name, one line of help, a function adding its arguments to an argparse parser, and a function
-running it) and add the defining module to :data:`COMMAND_MODULES`.
+The built-in subcommands are listed in one table, :func:`builtin_commands`; each is a
+:class:`Command` (its name, one line of help, a function adding its arguments to an argparse
+parser, and a function running it) defined where it belongs. A further subcommand is added with
+:func:`register_command`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-#: Modules imported before the parser is built, each registering its commands on import.
-COMMAND_MODULES: tuple[str, ...] = (
-    "spigot.cli",
-    "spigot.experiments.study_command",
-    "spigot.experiments.benchmarks.command",
-)
+from spigot.experiments.cli_types import Command, positive_int
 
 #: What ``spigot demo`` runs (each experiment's ``demo`` preset): name and methods compared.
 DEMO_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -41,32 +35,6 @@ DEMO_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 #: Where ``spigot experiment`` writes its tables by default.
 RESULTS_FILE = "docs/results.md"
-
-
-@dataclass(frozen=True)
-class Command:
-    """A subcommand of ``spigot``.
-
-    Attributes
-    ----------
-    name
-        The word after ``spigot``.
-    help
-        One line, shown by ``spigot --help``.
-    configure
-        Adds the command's arguments to its (sub)parser.
-    run
-        Runs it with the parsed arguments and its parser (for ``parser.error``); returns the
-        exit status.
-    description
-        Longer text for ``spigot NAME --help`` (default: ``help``).
-    """
-
-    name: str
-    help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, argparse.ArgumentParser], int]
-    description: str = ""
 
 
 _COMMANDS: dict[str, Command] = {}
@@ -82,16 +50,27 @@ def register_command(command: Command) -> Command:
     return command
 
 
+def builtin_commands() -> tuple[Command, ...]:
+    """The built-in subcommands, in the order ``spigot --help`` lists them."""
+    from spigot.experiments.benchmarks.command import BENCH
+    from spigot.experiments.study_command import STUDY
+
+    return (DEMO, EXPERIMENT, STUDY, BENCH)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every registered subcommand."""
-    for module in COMMAND_MODULES:
-        importlib.import_module(module)
+    """The argument parser with the built-in subcommands and every registered one."""
+    commands = {command.name: command for command in builtin_commands()}
+    for name, command in _COMMANDS.items():
+        if name in commands and commands[name] is not command:
+            raise ValueError(f"a command named {name!r} is already a built-in command")
+        commands[name] = command
     parser = argparse.ArgumentParser(
         prog="spigot",
         description="spigot-toolkit: backpropagating through structured argmax (SPIGOT and friends).",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in _COMMANDS.values():
+    for command in commands.values():
         sub = subparsers.add_parser(
             command.name,
             help=command.help,
@@ -131,17 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------- argument types
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def method_list(text: str) -> tuple[str, ...]:
     """argparse type: comma-separated method names, each known to the method table."""
     from spigot.experiments.methods import check_methods
@@ -214,20 +182,18 @@ def _run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-register_command(
-    Command(
-        name="demo",
-        help="short clusters and sentiment runs: SPIGOT against the pipeline and other estimators",
-        description=(
-            "Train two experiments' models on a short schedule (their demo presets) with the\n"
-            "pipeline, straight-through (STE-I), SPIGOT and three other estimators, and print\n"
-            "each one's table (mean ± std over seeds): clusters (latent cluster choice on the\n"
-            "simplex) and sentiment (movie-review sentences through a latent dependency tree).\n"
-            "Takes about five minutes on 2 CPU cores."
-        ),
-        configure=_configure_demo,
-        run=_run_demo,
-    )
+DEMO = Command(
+    name="demo",
+    help="short clusters and sentiment runs: SPIGOT against the pipeline and other estimators",
+    description=(
+        "Train two experiments' models on a short schedule (their demo presets) with the\n"
+        "pipeline, straight-through (STE-I), SPIGOT and three other estimators, and print\n"
+        "each one's table (mean ± std over seeds): clusters (latent cluster choice on the\n"
+        "simplex) and sentiment (movie-review sentences through a latent dependency tree).\n"
+        "Takes about five minutes on 2 CPU cores."
+    ),
+    configure=_configure_demo,
+    run=_run_demo,
 )
 
 
@@ -301,17 +267,15 @@ def _run_experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     return 0
 
 
-register_command(
-    Command(
-        name="experiment",
-        help="run an experiment over methods and seeds; write its table to docs/results.md",
-        description=(
-            "Run experiment NAME for every method and seeds 0..N-1, resuming finished and\n"
-            "checkpointed runs under --run-dir, print the mean ± std table and write it to\n"
-            "--results. For data-parallel training on P processes:\n"
-            "  torchrun --standalone --nproc_per_node P -m spigot experiment NAME ..."
-        ),
-        configure=_configure_experiment,
-        run=_run_experiment,
-    )
+EXPERIMENT = Command(
+    name="experiment",
+    help="run an experiment over methods and seeds; write its table to docs/results.md",
+    description=(
+        "Run experiment NAME for every method and seeds 0..N-1, resuming finished and\n"
+        "checkpointed runs under --run-dir, print the mean ± std table and write it to\n"
+        "--results. For data-parallel training on P processes:\n"
+        "  torchrun --standalone --nproc_per_node P -m spigot experiment NAME ..."
+    ),
+    configure=_configure_experiment,
+    run=_run_experiment,
 )

@@ -1,4 +1,7 @@
-"""Pieces shared by the estimators: argument checks, warm-started projections, failure policy."""
+"""Pieces shared by the estimators: the polytope check, the backward projection, failure policy.
+
+Scalar option checks live in :mod:`spigot.checks` (re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -6,44 +9,23 @@ import warnings
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from spigot._batch import Batch, check_finite
+from spigot.checks import (  # noqa: F401  (re-exported for the estimators)
+    ON_FAILURE,
+    check_certify,
+    check_choice,
+    check_count,
+    check_eta,
+    check_on_failure,
+    check_positive,
+    check_threshold,
+)
 from spigot.errors import ProjectionError, ProjectionWarning, UnsupportedOperation
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solution, Solver, Start, check_closed_form
 from spigot.solvers.result import ProjectionResult
-
-ON_FAILURE = ("raise", "warn")
-
-
-def check_eta(eta: float) -> float:
-    """Validate a positive, finite step size."""
-    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating)) or not np.isfinite(eta) or eta <= 0:
-        raise ValueError(f"eta must be a positive finite number, got {eta!r}")
-    return float(eta)
-
-
-def check_threshold(threshold: float | None) -> float | None:
-    """Validate ``None`` or a positive, finite gradient-norm threshold."""
-    if threshold is None:
-        return None
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, (int, float, np.floating))
-        or not np.isfinite(threshold)
-        or threshold <= 0
-    ):
-        raise ValueError(f"threshold must be None or a positive finite number, got {threshold!r}")
-    return float(threshold)
-
-
-def check_on_failure(on_failure: str) -> str:
-    """Validate the failure policy of projections in a backward pass."""
-    if on_failure not in ON_FAILURE:
-        raise ValueError(f"on_failure must be one of {ON_FAILURE}, got {on_failure!r}")
-    return on_failure
 
 
 def check_polytope(polytope: Any) -> Polytope:
@@ -51,32 +33,6 @@ def check_polytope(polytope: Any) -> Polytope:
     if not isinstance(polytope, Polytope):
         raise TypeError(f"polytope must be a spigot Polytope instance, got {type(polytope).__name__}")
     return polytope
-
-
-def check_positive(value: float, name: str) -> float:
-    """Validate a positive, finite number (a step size, a noise scale, ...) named ``name``."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.integer, np.floating))
-        or not np.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def check_count(value: int, name: str) -> int:
-    """Validate a positive integer count (a number of samples, of terms, ...) named ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_choice(value: str, choices: tuple[str, ...], name: str) -> str:
-    """Validate that ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
 
 
 def require_marginals(polytope: Polytope, estimator: str) -> None:
@@ -106,13 +62,6 @@ def step_sizes(grad: torch.Tensor, eta: float, threshold: float | None) -> torch
     norms = grad.flatten(start_dim=1).norm(dim=1).reshape(shape)
     capped = threshold / norms.clamp(min=torch.finfo(grad.dtype).tiny)
     return torch.minimum(eta_b, capped)
-
-
-def check_certify(certify: bool) -> bool:
-    """Validate the ``certify`` flag of a layer."""
-    if not isinstance(certify, bool):
-        raise TypeError(f"certify must be True or False, got {certify!r}")
-    return certify
 
 
 def project_in_backward(

@@ -91,7 +91,6 @@ from spigot.autodiff._common import (
     check_on_failure,
     check_polytope,
     check_threshold,
-    handle_failure,
     padding_mask,
     project_in_backward,
     require_marginals,

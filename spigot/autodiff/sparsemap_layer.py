@@ -80,6 +80,8 @@ _RANK_TOL = 1e-9
 _MAX_SHRINKS = 60
 #: Seed of the random probing directions (fixed, so that the backward pass is deterministic).
 _SEED = 20180214
+#: How many probing directions are drawn and projected together.
+_BLOCK = 8
 
 
 def vertex_solver(solver: Solver, polytope: Polytope) -> tuple[Solver, Polytope]:
@@ -118,25 +120,31 @@ class FaceSpan:
         self._state = ActiveSetState(np.zeros(size))
 
     @classmethod
-    def of(cls, vertices: np.ndarray) -> FaceSpan:
-        """The span of the rows of ``vertices``: one Gram product and one Cholesky factorisation
-        when they are affinely independent (an active set is), one vertex at a time otherwise."""
+    def of(cls, vertices: np.ndarray, factor: np.ndarray | None = None) -> FaceSpan:
+        """The span of the rows of ``vertices``.
+
+        ``factor``, when given, is the lower Cholesky factor of their lifted Gram matrix (the
+        active-set solver's own, so nothing is recomputed); otherwise one Gram product and one
+        Cholesky factorisation when they are affinely independent (an active set is), one
+        vertex at a time when they are not.
+        """
         span = cls(vertices.shape[1])
-        lifted = vertices @ vertices.T + 1.0
-        try:
-            factor = np.linalg.cholesky(lifted)
-        except np.linalg.LinAlgError:
-            factor = None
-        pivots = np.diag(factor) ** 2 if factor is not None else None
-        if factor is None or np.any(pivots <= _PIVOT_EPS * np.diag(lifted)):
-            for v in vertices:
-                span.add(v)
-            return span
+        norms = np.einsum("ij,ij->i", vertices, vertices)
+        if factor is None:
+            lifted = vertices @ vertices.T + 1.0
+            try:
+                factor = np.linalg.cholesky(lifted)
+            except np.linalg.LinAlgError:
+                factor = None
+            if factor is None or np.any(np.diag(factor) ** 2 <= _PIVOT_EPS * (norms + 1.0)):
+                for v in vertices:
+                    span.add(v)
+                return span
         state, k = span._state, len(vertices)
         while len(state.weights) < k:
             state._grow()
         state.vertices[:k], state.chol[:k, :k] = vertices, factor
-        state.norms[:k], state.rhs[:k], state.weights[:k] = np.diag(lifted) - 1.0, 1.0, 0.0
+        state.norms[:k], state.rhs[:k], state.weights[:k] = norms, 1.0, 0.0
         state.size = k
         return span
 
@@ -154,6 +162,27 @@ class FaceSpan:
         """Add ``v``; False (nothing changes) if it is numerically in the affine hull already."""
         return self._state.add(v)
 
+    def add_rows(self, rows: np.ndarray) -> bool:
+        """Add the rows of ``rows`` in turn (their inner products in two matrix products); whether any joined."""
+        state = self._state
+        old = state.products_rows(rows)  # (r, k) against the vertices already in the span
+        among = rows @ rows.T
+        joined: list[int] = []
+        for j, v in enumerate(rows):
+            products = np.concatenate([old[j], among[j, joined]])
+            if state.add(v, products=products):
+                joined.append(j)
+        return bool(joined)
+
+    def project_rows(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`project` applied to every row of ``rows`` ``(r, d)``."""
+        state = self._state
+        if state.size <= 1:
+            return np.zeros_like(rows)
+        vertices = state.active
+        gammas = _cholesky.affine_direction_weights_rows(state.chol, state.size, vertices @ rows.T)
+        return gammas.T @ vertices
+
     def project(self, g: np.ndarray) -> np.ndarray:
         """The orthogonal projection of the flat vector ``g`` onto the directions of the hull."""
         state = self._state
@@ -170,7 +199,8 @@ def face_basis(
     p: np.ndarray,
     vertices: np.ndarray,
     weights: np.ndarray,
-) -> np.ndarray:
+    factor: np.ndarray | None = None,
+) -> FaceSpan:
     r"""The affine hull of the face of ``P`` exposed by ``x - p``, as a :class:`FaceSpan`.
 
     The face is :math:`F = \operatorname*{argmax}_{v \in P} \langle x - p, v \rangle`; the
@@ -193,6 +223,10 @@ def face_basis(
         One unpadded instance and its projection (float64, same shape).
     vertices, weights
         The active set ``(m, *x.shape)`` and its convex weights ``(m,)``.
+    factor
+        The lower Cholesky factor ``(m, m)`` of the active vertices' lifted Gram matrix when the
+        solver kept it (the active-set method does), reused when every active vertex lies on
+        the face.
 
     Returns
     -------
@@ -219,21 +253,32 @@ def face_basis(
         )
 
     flat = vertices.reshape(len(weights), -1)
-    face = np.array([v for v in flat[weights > 0] if on_face(v)]).reshape(-1, residual.size)
-    span = FaceSpan.of(face)  # an affinely dependent vertex adds no direction and is left out
+    keep = np.array([w > 0 and on_face(v) for v, w in zip(flat, weights)], dtype=bool)
+    if factor is not None and keep.all():  # the solver's factor spans exactly these vertices
+        span = FaceSpan.of(flat, factor)
+    else:  # an affinely dependent vertex adds no direction and is left out
+        span = FaceSpan.of(flat[keep])
     if span.size == 0:
         span.add(face_argmax(np.zeros_like(residual)))
     rng = np.random.default_rng(_SEED)
     for _ in range(residual.size + 1):
-        direction = rng.standard_normal(residual.size)
-        direction -= span.project(direction)
-        norm = float(np.linalg.norm(direction))
-        if norm <= _RANK_TOL:
+        # a block of random directions orthogonal to the span, projected together (one
+        # matrix-matrix product instead of one matrix-vector product per direction)
+        directions = rng.standard_normal((_BLOCK, residual.size))
+        directions -= span.project_rows(directions)
+        norms = np.linalg.norm(directions, axis=1)
+        directions = directions[norms > _RANK_TOL] / norms[norms > _RANK_TOL, None]
+        if not len(directions):
             break
-        direction /= norm
-        extreme = [face_argmax(sign * direction) for sign in (1.0, -1.0)]
-        leaving = [v for v in extreme if abs((v - span.origin) @ direction) > _SPAN_TOL]
-        if not leaving or not span.add(leaving[0]):
+        leaving = []
+        for direction in directions:
+            for sign in (1.0, -1.0):
+                v = face_argmax(sign * direction)
+                if abs((v - span.origin) @ direction) > _SPAN_TOL:
+                    leaving.append(v)
+                    break
+        # with probability one, no direction orthogonal to aff(F) finds a vertex off the span
+        if not leaving or not span.add_rows(np.array(leaving)):
             break
     return span
 
@@ -258,13 +303,14 @@ class _SparseMAPFunction(torch.autograd.Function):
         # active sets are host arrays already)
         g = grad_p.reshape(batch.values.shape).detach().cpu().double().numpy()
         active_sets, all_weights = solution.active_set, solution.weights
+        factors = solution.factors or [None] * batch.size
         parts = []
         instances = zip(batch.instances(), batch.slices, active_sets, all_weights)
         for i, (xi, sl, active, weights) in enumerate(instances):
             vertices = active[(slice(None), *sl)]
             # the solver's float64 point, not the output, which is rounded to the input's dtype
             pi = np.tensordot(weights, vertices, axes=1)
-            span = face_basis(ctx.target_polytope, xi, pi, vertices, weights)
+            span = face_basis(ctx.target_polytope, xi, pi, vertices, weights, factors[i])
             parts.append(span.project(g[(i, *sl)].ravel()).reshape(xi.shape))
         grad_scores = batch.embed(parts).to(device=grad_p.device, dtype=grad_p.dtype)
         mask = padding_mask(batch)

@@ -1,6 +1,6 @@
 """``spigot study``: the projection-error study from the command line, with a CSV and plots.
 
-Registered with :func:`spigot.cli.register_command`; see ``spigot study --help``.
+Listed in :func:`spigot.cli.builtin_commands`; see ``spigot study --help``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
-from spigot.cli import Command, positive_int, register_command
+from spigot.experiments.cli_types import Command, positive_int
 
 #: Families run when ``--polytope`` is not given.
 DEFAULT_FAMILIES = ("simplex", "budget", "arborescence", "projective-tree", "semantic-graph")
@@ -171,20 +171,19 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-register_command(
-    Command(
-        name="study",
-        help="projection-error study: every solver against the exact projection; CSV and plots",
-        description=(
-            "For each polytope family and size, draw random targets x, compute the exact\n"
-            "projection p* with the family's reference solver, run every solver (iterative ones\n"
-            "at each --budgets) and record the distance ||p - p*||, the certificate gap, how far p\n"
-            "lies outside the polytope, the wall time and the iterations. Writes study.csv (one\n"
-            "row per instance, solver and budget), summary.md (medians, times relative to the\n"
-            "family's baseline solver) and FAMILY.png (distance and gap against iterations and\n"
-            "time) to --output. The default run takes under a minute on 2 CPU cores."
-        ),
-        configure=_configure,
-        run=_run,
-    )
+#: ``spigot study``.
+STUDY = Command(
+    name="study",
+    help="projection-error study: every solver against the exact projection; CSV and plots",
+    description=(
+        "For each polytope family and size, draw random targets x, compute the exact\n"
+        "projection p* with the family's reference solver, run every solver (iterative ones\n"
+        "at each --budgets) and record the distance ||p - p*||, the certificate gap, how far p\n"
+        "lies outside the polytope, the wall time and the iterations. Writes study.csv (one\n"
+        "row per instance, solver and budget), summary.md (medians, times relative to the\n"
+        "family's baseline solver) and FAMILY.png (distance and gap against iterations and\n"
+        "time) to --output. The default run takes under a minute on 2 CPU cores."
+    ),
+    configure=_configure,
+    run=_run,
 )

@@ -38,14 +38,9 @@ from spigot.polytopes._tree_marginals import (
     spanning_tree_marginals,
 )
 from spigot._word_graphs import arc_mask, host_lengths, host_scores, word_mask
+from spigot.checks import check_flag
 from spigot.polytopes.base import Polytope
 from spigot.projections import project_head_selection
-
-
-def _check_flag(value: bool, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _heads_to_vertex(heads: np.ndarray) -> np.ndarray:
@@ -191,7 +186,7 @@ class Arborescence(_DependencyPolytope):
     """
 
     def __init__(self, single_root: bool = False) -> None:
-        self.single_root = _check_flag(single_root, "single_root")
+        self.single_root = check_flag(single_root, "single_root")
 
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         heads = np.empty(scores.shape[0], dtype=np.int64)
@@ -252,7 +247,7 @@ class ProjectiveTree(_DependencyPolytope):
     """
 
     def __init__(self, single_root: bool = False) -> None:
-        self.single_root = _check_flag(single_root, "single_root")
+        self.single_root = check_flag(single_root, "single_root")
 
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         heads = np.empty(scores.shape[0], dtype=np.int64)

@@ -108,3 +108,15 @@ def affine_direction_weights(chol, m, projected):
     a = _solve(chol, m, projected[:m])
     b = _solve(chol, m, np.ones(m))
     return a - (a.sum() / b.sum()) * b
+
+
+@numba.njit(cache=True, error_model="numpy")
+def affine_direction_weights_rows(chol, m, projected):
+    """:func:`affine_direction_weights` for every column of ``projected`` ``(m, r)``; returns ``(m, r)``."""
+    out = np.empty((m, projected.shape[1]))
+    b = _solve(chol, m, np.ones(m))
+    total = b.sum()
+    for j in range(projected.shape[1]):
+        a = _solve(chol, m, np.ascontiguousarray(projected[:m, j]))
+        out[:, j] = a - (a.sum() / total) * b
+    return out

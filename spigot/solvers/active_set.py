@@ -90,6 +90,10 @@ class ActiveSetState:
         """Inner products of ``v`` with the active vertices (one matrix-vector product)."""
         return self.active @ v
 
+    def products_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Inner products ``(r, m)`` of the rows of ``rows`` with the active vertices (one matrix product)."""
+        return rows @ self.active.T
+
     def index(self, v: np.ndarray, products: np.ndarray | None = None) -> int:
         r"""Position of ``v`` in the active set, or -1.
 
@@ -169,7 +173,7 @@ class ActiveSet(InstanceSolver):
     max_iter
         Maximum number of major iterations (MAP calls).
     max_time
-        Time budget in seconds for each instance (default 10); a run that exceeds it stops with
+        Time budget in seconds for each instance (default 30); a run that exceeds it stops with
         ``success=False`` and status 4 (``math.inf``: no budget).
     init
         Warm start: a previous :class:`ProjectionResult` or points near which to start (see
@@ -180,7 +184,7 @@ class ActiveSet(InstanceSolver):
     exact = True
 
     def __init__(
-        self, tol: float = 1e-12, max_iter: int = 1000, max_time: float = 10.0, init: Any = None
+        self, tol: float = 1e-12, max_iter: int = 1000, max_time: float = 30.0, init: Any = None
     ) -> None:
         super().__init__(init)
         self.tol = check_tol(tol)
@@ -242,6 +246,7 @@ class ActiveSet(InstanceSolver):
             vertices=state.active.reshape(-1, *shape).copy(),
             weights=state.active_weights.copy(),
             gap=float(gap),
+            factor=state.chol[: state.size, : state.size].copy(),
         )
 
     @staticmethod

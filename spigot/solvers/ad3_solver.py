@@ -60,7 +60,7 @@ class Ad3FrankWolfe(InstanceSolver):
     ad3_max_iter, ad3_tol
         ad3's own ADMM iteration limit and residual threshold for each oracle call.
     max_time
-        Time budget in seconds for each instance (default 10); beyond it the run stops with
+        Time budget in seconds for each instance (default 60: every oracle call is an ADMM solve); beyond it the run stops with
         ``success=False`` and status 4.
     init
         Warm start (see :class:`~spigot.solvers.base.InstanceSolver`).
@@ -76,7 +76,7 @@ class Ad3FrankWolfe(InstanceSolver):
         variant: str = "pairwise",
         ad3_max_iter: int = 10000,
         ad3_tol: float = 1e-8,
-        max_time: float = 10.0,
+        max_time: float = 60.0,
         init: Any = None,
     ) -> None:
         super().__init__(init)

@@ -21,37 +21,12 @@ import torch
 
 from spigot._batch import Array, Batch, as_batch, check_finite, to_tensor
 from spigot.polytopes.base import Polytope
+from spigot.checks import check_max_iter, check_max_time, check_tol  # noqa: F401  (re-exported)
 from spigot.solvers.certificate import certificate_gap
 from spigot.solvers.result import CONVERGED, FAILED, STATUS_MESSAGES, ProjectionResult
 
 #: A warm start: per instance, ``(vertices (m, *valid_shape), weights (m,))`` on its valid region.
 Start = list[tuple[np.ndarray, np.ndarray]]
-
-
-def check_tol(tol: float) -> float:
-    """Validate a positive, finite tolerance."""
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not np.isfinite(tol) or tol <= 0:
-        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
-    return float(tol)
-
-
-def check_max_iter(max_iter: int) -> int:
-    """Validate a positive integer iteration budget."""
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    return int(max_iter)
-
-
-def check_max_time(max_time: float) -> float:
-    """Validate a positive time budget in seconds (``math.inf`` allowed: no budget)."""
-    if (
-        isinstance(max_time, bool)
-        or not isinstance(max_time, (int, float, np.integer, np.floating))
-        or math.isnan(max_time)
-        or max_time <= 0
-    ):
-        raise ValueError(f"max_time must be a positive number of seconds (or math.inf), got {max_time!r}")
-    return float(max_time)
 
 
 def deadline(max_time: float) -> float:
@@ -61,7 +36,7 @@ def deadline(max_time: float) -> float:
 
 @dataclass
 class Solution:
-    """A solver's outcome on a validated flat batch, before certification and reshaping.
+    r"""A solver's outcome on a validated flat batch, before certification and reshaping.
 
     Attributes
     ----------
@@ -81,6 +56,10 @@ class Solution:
     closed_form
         Whether ``p`` came from a closed form (exact by construction, so a layer skips its
         certificate unless asked).
+    factors
+        Per instance, the lower Cholesky factor of the active vertices' lifted Gram matrix
+        :math:`VV^\top + \mathbf 1\mathbf 1^\top` when the solver keeps one (the active-set
+        method), for SparseMAP's backward; ``None`` otherwise.
     """
 
     p: torch.Tensor
@@ -92,6 +71,7 @@ class Solution:
     gap: torch.Tensor | None = None
     against: Polytope | None = None
     closed_form: bool = False
+    factors: list[np.ndarray | None] | None = None
 
     @property
     def all_success(self) -> bool:
@@ -228,6 +208,8 @@ class InstanceOutcome:
     weights: np.ndarray | None = None
     #: The certificate of ``p`` when the solver computed it (the gap it stopped on).
     gap: float | None = None
+    #: The lower Cholesky factor of the lifted Gram matrix of ``vertices``, when the solver keeps it.
+    factor: np.ndarray | None = None
 
 
 class InstanceSolver(Solver):
@@ -298,6 +280,7 @@ class InstanceSolver(Solver):
             active_set=active,
             weights=weights,
             gap=gap,
+            factors=[o.factor for o in outcomes] if self.vertex_based else None,
         )
 
     def _starts(self, polytope: Polytope, batch: Batch, init: Any) -> list:

@@ -38,7 +38,7 @@ class Exact(Solver):
     warm_start = True
 
     def __init__(
-        self, tol: float = 1e-12, max_iter: int = 1000, max_time: float = 10.0, init: Any = None
+        self, tol: float = 1e-12, max_iter: int = 1000, max_time: float = 30.0, init: Any = None
     ) -> None:
         self._closed_form = ClosedFormSolver()
         self._active_set = ActiveSet(tol=tol, max_iter=max_iter, max_time=max_time, init=init)

@@ -55,7 +55,7 @@ class FrankWolfe(InstanceSolver):
     max_iter
         Maximum number of iterations (MAP calls); reaching it gives ``success=False``.
     max_time
-        Time budget in seconds for each instance (default 10); a run that exceeds it stops with
+        Time budget in seconds for each instance (default 30); a run that exceeds it stops with
         ``success=False`` and status 4 (``math.inf``: no budget).
     init
         Warm start (see :class:`~spigot.solvers.base.InstanceSolver`); default
@@ -66,7 +66,7 @@ class FrankWolfe(InstanceSolver):
     exact = True
 
     def __init__(
-        self, tol: float = 1e-8, max_iter: int = 1000, max_time: float = 10.0, init: Any = None
+        self, tol: float = 1e-8, max_iter: int = 1000, max_time: float = 30.0, init: Any = None
     ) -> None:
         super().__init__(init)
         self.tol = check_tol(tol)
@@ -192,7 +192,7 @@ class AwayFrankWolfe(FrankWolfe):
     name = "away-frank-wolfe"
 
     def __init__(
-        self, tol: float = 1e-12, max_iter: int = 10_000, max_time: float = 10.0, init: Any = None
+        self, tol: float = 1e-12, max_iter: int = 10_000, max_time: float = 30.0, init: Any = None
     ) -> None:
         super().__init__(tol=tol, max_iter=max_iter, max_time=max_time, init=init)
 
@@ -218,7 +218,7 @@ class PairwiseFrankWolfe(FrankWolfe):
     name = "pairwise-frank-wolfe"
 
     def __init__(
-        self, tol: float = 1e-12, max_iter: int = 10_000, max_time: float = 10.0, init: Any = None
+        self, tol: float = 1e-12, max_iter: int = 10_000, max_time: float = 30.0, init: Any = None
     ) -> None:
         super().__init__(tol=tol, max_iter=max_iter, max_time=max_time, init=init)
 

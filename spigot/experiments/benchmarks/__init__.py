@@ -4,8 +4,10 @@ Each section module measures one comparison and writes its part of ``docs/benchm
 
 - :mod:`~spigot.experiments.benchmarks.simplex`: ``project_simplex`` against ``entmax``;
 - :mod:`~spigot.experiments.benchmarks.trees`: tree MAP against ``ufal.chu_liu_edmonds``,
-  exact projection against the ``cvxpy`` extended formulation, a SPIGOT step against
-  ``torch-struct``;
+  exact projection against the ``cvxpy`` extended formulation and lp-sparsemap, a SPIGOT step
+  against ``torch-struct`` (float32 and float64);
+- :mod:`~spigot.experiments.benchmarks.sparsemap`: the SparseMAP layer's backward against its
+  own forward (no peer);
 - :mod:`~spigot.experiments.benchmarks.differentiable`: differentiable projections against
   ``cvxpylayers`` (when installed);
 - :mod:`~spigot.experiments.benchmarks.semantic_graphs`: the semantic-graph projection-error
@@ -62,6 +64,7 @@ class Section:
 SECTIONS: tuple[Section, ...] = (
     Section("simplex", "spigot.experiments.benchmarks.simplex", ("entmax",)),
     Section("trees", "spigot.experiments.benchmarks.trees", ("ufal.chu_liu_edmonds", "torch_struct")),
+    Section("sparsemap", "spigot.experiments.benchmarks.sparsemap", ()),
     Section("cvxpylayers", "spigot.experiments.benchmarks.differentiable", ("cvxpylayers.torch",)),
     Section("semantic-graphs", "spigot.experiments.benchmarks.semantic_graphs", ("ad3",)),
     Section("gpu", "spigot.experiments.benchmarks.gpu", ("entmax", "torch_struct"), device="cuda"),

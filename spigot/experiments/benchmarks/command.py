@@ -1,6 +1,6 @@
 """``spigot bench``: run the benchmarks against the installed peers and rewrite ``docs/benchmarks.md``.
 
-Registered with :func:`spigot.cli.register_command`; see ``spigot bench --help``.
+Listed in :func:`spigot.cli.builtin_commands`; see ``spigot bench --help``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import shlex
 import sys
 import time
 
-from spigot.cli import Command, positive_int, register_command
+from spigot.experiments.cli_types import Command, positive_int
 
 #: Where the page is written by default (relative to the working directory: the repository root).
 BENCHMARKS_FILE = "docs/benchmarks.md"
@@ -138,23 +138,22 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-register_command(
-    Command(
-        name="bench",
-        help="benchmarks against the installed peers; prints the ratios, rewrites docs/benchmarks.md",
-        description=(
-            "Measure the library against its peers, each comparison in interleaved rounds on the\n"
-            "same inputs: simplex projection vs entmax; tree MAP vs ufal.chu_liu_edmonds (and the\n"
-            "slope over n), exact tree projection vs the cvxpy extended formulation, a SPIGOT step\n"
-            "vs torch-struct; differentiable projections vs cvxpylayers; the semantic-graph\n"
-            "projection-error study. Prints the ratios and whether each goal is met, and rewrites\n"
-            "the page's sections (with the command) in --output. The full run takes several\n"
-            "minutes on 2 CPU cores; --quick is a smoke test. With --device cuda it runs the GPU\n"
-            "section instead: the simplex projection (B=4096, k=1000) vs entmax, a sort-based\n"
-            "projection and a copy, and a SPIGOT step vs torch-struct, all on the current CUDA\n"
-            "device, timed with CUDA events; it writes only that section of the page."
-        ),
-        configure=_configure,
-        run=_run,
-    )
+#: ``spigot bench``.
+BENCH = Command(
+    name="bench",
+    help="benchmarks against the installed peers; prints the ratios, rewrites docs/benchmarks.md",
+    description=(
+        "Measure the library against its peers, each comparison in interleaved rounds on the\n"
+        "same inputs: simplex projection vs entmax; tree MAP vs ufal.chu_liu_edmonds (and the\n"
+        "slope over n), exact tree projection vs the cvxpy extended formulation, a SPIGOT step\n"
+        "vs torch-struct; differentiable projections vs cvxpylayers; the semantic-graph\n"
+        "projection-error study. Prints the ratios and whether each goal is met, and rewrites\n"
+        "the page's sections (with the command) in --output. The full run takes several\n"
+        "minutes on 2 CPU cores; --quick is a smoke test. With --device cuda it runs the GPU\n"
+        "section instead: the simplex projection (B=4096, k=1000) vs entmax, a sort-based\n"
+        "projection and a copy, and a SPIGOT step vs torch-struct, all on the current CUDA\n"
+        "device, timed with CUDA events; it writes only that section of the page."
+    ),
+    configure=_configure,
+    run=_run,
 )
