@@ -91,6 +91,7 @@ from spigot.autodiff._common import (
     check_on_failure,
     check_polytope,
     check_threshold,
+    handle_failure,
     padding_mask,
     project_in_backward,
     require_marginals,
