@@ -9,7 +9,7 @@ flattening on the way out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
@@ -164,8 +164,10 @@ def as_batch(
     Entries that are not variables of the polytope (its :meth:`~Polytope.variable_mask`: the
     diagonal and column 0 of arc scores, ...) are ignored by contract, so they are set to 0 here,
     before any oracle, solver, tolerance or scaling sees them: a masking constant such as
-    ``-1e9`` placed there changes no result. Half-precision input (float16, bfloat16) is held
-    as float32 and outputs go back to the caller's dtype.
+    ``-1e9`` placed there changes no result. For a polytope with
+    :meth:`~Polytope.has_constant_vertex_sum`, each instance's largest variable is subtracted
+    from its variables (a shift that changes no result). Half-precision input (float16,
+    bfloat16) is held as float32 and outputs go back to the caller's dtype.
 
     Raises
     ------
@@ -190,6 +192,7 @@ def as_batch(
     if flat.dtype in HALF_DTYPES:
         flat = flat.to(torch.float32)
     variables = polytope.variable_mask(event_shape)
+    keep = None
     if variables is not None:
         keep = torch.as_tensor(np.asarray(variables, dtype=np.bool_), device=flat.device)
         flat = flat.masked_fill(~keep, 0.0)
@@ -199,7 +202,28 @@ def as_batch(
         slices = (full,) * flat.shape[0]
     else:
         slices = tuple(polytope.valid_slices(event_shape, int(n)) for n in lens.tolist())
-    return Batch(flat, lens, batch_shape, event_shape, as_numpy, slices, tensor.dtype)
+    batch = Batch(flat, lens, batch_shape, event_shape, as_numpy, slices, tensor.dtype)
+    if polytope.has_constant_vertex_sum() and flat.numel():
+        batch = _shifted_by_max(batch, keep)
+    return batch
+
+
+def _shifted_by_max(batch: Batch, keep: torch.Tensor | None) -> Batch:
+    """Subtract from each instance's variables their maximum over its valid region.
+
+    For a polytope whose vertices all have the same number of ones this changes no result
+    (and no gradient: the results are invariant along that direction), and it keeps the
+    differences between scores exact where an offset (``x + 1e17``) would make every residual
+    ``x - p`` round ``p`` away. Ignored entries stay 0.
+    """
+    values = batch.values
+    region = keep.expand(values.shape) if keep is not None else torch.ones_like(values, dtype=torch.bool)
+    if batch.lengths is not None and batch.is_padded:
+        region = region & batch.mask()
+    top = values.detach().masked_fill(~region, float("-inf")).flatten(start_dim=1).amax(dim=1)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    shift = top.reshape((-1,) + (1,) * (values.ndim - 1))
+    return replace(batch, values=torch.where(region, values - shift, values))
 
 
 def _check_lengths(

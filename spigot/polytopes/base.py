@@ -93,6 +93,15 @@ class Polytope(ABC):
         """
         return None
 
+    def has_constant_vertex_sum(self) -> bool:
+        """Whether every vertex of a valid instance has the same number of ones (default: False).
+
+        Then adding a constant to every variable changes no MAP, projection or marginal, and
+        input validation subtracts each instance's largest variable: on ``x + 1e17`` the
+        solvers then see ``x`` itself rather than residuals that round away the point.
+        """
+        return False
+
     # ------------------------------------------------------------------ MAP oracle
     def map(self, scores: Array, lengths: Array | None = None) -> Array:
         r"""The highest-scoring vertex :math:`\operatorname*{argmax}_{z \in Z}\langle s, z\rangle`.
