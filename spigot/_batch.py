@@ -203,9 +203,18 @@ def as_batch(
     else:
         slices = tuple(polytope.valid_slices(event_shape, int(n)) for n in lens.tolist())
     batch = Batch(flat, lens, batch_shape, event_shape, as_numpy, slices, tensor.dtype)
-    if polytope.has_constant_vertex_sum() and flat.numel():
+    if flat.numel() and _shift_invariant(polytope):
         batch = _shifted_by_max(batch, keep)
     return batch
+
+
+def _shift_invariant(polytope: Polytope) -> bool:
+    """Whether the polytope and its relaxation (which validated values may be projected onto,
+    by the ``relaxed`` solver) both ignore a constant added to every variable."""
+    if not polytope.has_constant_vertex_sum():
+        return False
+    relaxation = polytope.relaxation()
+    return relaxation is polytope or relaxation.has_constant_vertex_sum()
 
 
 def _shifted_by_max(batch: Batch, keep: torch.Tensor | None) -> Batch:
