@@ -67,6 +67,14 @@ def _solvers(polytope) -> list[str]:
     return names
 
 
+#: The solvers of the default suite's sample (the sweep runs every applicable one).
+SAMPLE_SOLVERS = ("active-set", "frank-wolfe", "ad3", "exact")
+
+
+def _sample(polytope) -> list[str]:
+    return [name for name in _solvers(polytope) if name in SAMPLE_SOLVERS]
+
+
 def _project(polytope, solver, x):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -99,7 +107,7 @@ def masking_case(polytope, shape, solver, seed: int, big: float = 1e9) -> str:
 
 @pytest.mark.parametrize("label, polytope, shape", GRAPHS, ids=[g[0] for g in GRAPHS])
 def test_masking_constants_change_no_result(label, polytope, shape):
-    for solver in _solvers(polytope):
+    for solver in _sample(polytope):
         masking_case(polytope, shape, solver, seed=0)
 
 
@@ -139,7 +147,7 @@ def offset_case(polytope, shape, solver, offset: float, seed: int) -> str:
 
 @pytest.mark.parametrize("label, polytope, shape", EQUAL_SUM, ids=[g[0] for g in EQUAL_SUM])
 def test_offsets_leave_projections_unchanged(label, polytope, shape):
-    outcomes = [offset_case(polytope, shape, s, 1e17, seed=0) for s in _solvers(polytope)]
+    outcomes = [offset_case(polytope, shape, s, 1e17, seed=0) for s in _sample(polytope)]
     assert "agrees" in outcomes
 
 
@@ -182,7 +190,7 @@ def scale_case(polytope, shape, solver, exponent: int, seed: int) -> str:
 
 @pytest.mark.parametrize("label, polytope, shape", ALL, ids=[g[0] for g in ALL])
 def test_scaled_scores_are_certified(label, polytope, shape):
-    for solver in _solvers(polytope):
+    for solver in _sample(polytope):
         for exponent in (-990, 990):
             scale_case(polytope, shape, solver, exponent, seed=1)
 
@@ -226,7 +234,7 @@ def test_marginals_at_large_offsets_and_scales(label, polytope, shape, total):
 @pytest.mark.parametrize("polytope", [Arborescence(), Arborescence(single_root=True), SpanningTree()], ids=repr)
 def test_matrix_tree_marginals_reach_their_one_hot_limit(polytope):
     """At scale 1e30 the distribution sits on the MAP tree: the marginals are its vertex, not an error."""
-    for seed in range(5):
+    for seed in range(2):
         x = torch.from_numpy(np.random.default_rng(seed).normal(size=(2, 5, 5)) * 1e30).requires_grad_(True)
         mu = polytope.marginals(x)
         assert torch.equal(mu.detach(), polytope.map(x.detach()))
