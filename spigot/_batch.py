@@ -195,7 +195,6 @@ def as_batch(
     keep = None
     if variables is not None:
         keep = torch.as_tensor(np.asarray(variables, dtype=np.bool_), device=flat.device)
-        flat = flat.masked_fill(~keep, 0.0)
     lens = _check_lengths(polytope, lengths, batch_shape, event_shape)
     if lens is None:
         full = polytope.valid_slices(event_shape, None)
@@ -204,7 +203,9 @@ def as_batch(
         slices = tuple(polytope.valid_slices(event_shape, int(n)) for n in lens.tolist())
     batch = Batch(flat, lens, batch_shape, event_shape, as_numpy, slices, tensor.dtype)
     if flat.numel() and _shift_invariant(polytope):
-        batch = _shifted_by_max(batch, keep)
+        return _shifted_by_max(batch, keep)
+    if keep is not None:
+        return replace(batch, values=flat.masked_fill(~keep, 0.0))
     return batch
 
 
@@ -223,16 +224,18 @@ def _shifted_by_max(batch: Batch, keep: torch.Tensor | None) -> Batch:
     For a polytope whose vertices all have the same number of ones this changes no result
     (and no gradient: the results are invariant along that direction), and it keeps the
     differences between scores exact where an offset (``x + 1e17``) would make every residual
-    ``x - p`` round ``p`` away. Ignored entries stay 0.
+    ``x - p`` round ``p`` away. The entries that are not variables (``keep`` False) are set
+    to 0 in the same pass.
     """
     values = batch.values
-    region = keep.expand(values.shape) if keep is not None else torch.ones_like(values, dtype=torch.bool)
+    region = None if keep is None else keep.expand(values.shape)
     if batch.lengths is not None and batch.is_padded:
-        region = region & batch.mask()
-    top = values.detach().masked_fill(~region, float("-inf")).flatten(start_dim=1).amax(dim=1)
+        region = batch.mask() if region is None else region & batch.mask()
+    valid = values.detach() if region is None else values.detach().masked_fill(~region, float("-inf"))
+    top = valid.flatten(start_dim=1).amax(dim=1)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    shift = top.reshape((-1,) + (1,) * (values.ndim - 1))
-    return replace(batch, values=torch.where(region, values - shift, values))
+    shifted = values - top.reshape((-1,) + (1,) * (values.ndim - 1))
+    return replace(batch, values=shifted if keep is None else torch.where(keep, shifted, 0.0))
 
 
 def _check_lengths(
