@@ -9,7 +9,7 @@ flattening on the way out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
@@ -166,14 +166,18 @@ def as_batch(
     x: Any,
     lengths: Any = None,
     name: str = "scores",
+    center: bool = True,
 ) -> Batch:
     """Validate ``x`` (and ``lengths``) against ``polytope`` and flatten it to a :class:`Batch`.
 
     Entries that are not variables of the polytope (its :meth:`~Polytope.variable_mask`: the
     diagonal and column 0 of arc scores, ...) are ignored by contract, so they are set to 0 here,
     before any oracle, solver, tolerance or scaling sees them: a masking constant such as
-    ``-1e9`` placed there changes no result. Half-precision input (float16, bfloat16) is held
-    as float32 and outputs go back to the caller's dtype.
+    ``-1e9`` placed there changes no result. For a polytope with
+    :meth:`~Polytope.has_constant_vertex_sum`, each instance's largest variable is subtracted
+    from its variables (a shift that changes no result but the log-partition's value:
+    ``center=False`` keeps the scores as given). Half-precision input (float16, bfloat16) is
+    held as float32 and outputs go back to the caller's dtype.
 
     Raises
     ------
@@ -198,9 +202,9 @@ def as_batch(
     if flat.dtype in HALF_DTYPES:
         flat = flat.to(torch.float32)
     variables = polytope.variable_mask(event_shape)
+    keep = None
     if variables is not None:
         keep = torch.as_tensor(np.asarray(variables, dtype=np.bool_), device=flat.device)
-        flat = flat.masked_fill(~keep, 0.0)
     lens = _check_lengths(polytope, lengths, batch_shape, event_shape)
     if lens is None:
         full = polytope.valid_slices(event_shape, None)
@@ -208,7 +212,41 @@ def as_batch(
     else:
         per_instance = [n if isinstance(n, int) else tuple(n) for n in lens.tolist()]  # one host read
         slices = tuple(polytope.valid_slices(event_shape, n) for n in per_instance)
-    return Batch(flat, lens, batch_shape, event_shape, as_numpy, slices, tensor.dtype)
+    batch = Batch(flat, lens, batch_shape, event_shape, as_numpy, slices, tensor.dtype)
+    if center and flat.numel() and _shift_invariant(polytope):
+        return _shifted_by_max(batch, keep)
+    if keep is not None:
+        return replace(batch, values=flat.masked_fill(~keep, 0.0))
+    return batch
+
+
+def _shift_invariant(polytope: Polytope) -> bool:
+    """Whether the polytope and its relaxation (which validated values may be projected onto,
+    by the ``relaxed`` solver) both ignore a constant added to every variable."""
+    if not polytope.has_constant_vertex_sum():
+        return False
+    relaxation = polytope.relaxation()
+    return relaxation is polytope or relaxation.has_constant_vertex_sum()
+
+
+def _shifted_by_max(batch: Batch, keep: torch.Tensor | None) -> Batch:
+    """Subtract from each instance's variables their maximum over its valid region.
+
+    For a polytope whose vertices all have the same number of ones this changes no result
+    (and no gradient: the results are invariant along that direction), and it keeps the
+    differences between scores exact where an offset (``x + 1e17``) would make every residual
+    ``x - p`` round ``p`` away. The entries that are not variables (``keep`` False) are set
+    to 0 in the same pass.
+    """
+    values = batch.values
+    region = None if keep is None else keep.expand(values.shape)
+    if batch.lengths is not None and batch.is_padded:
+        region = batch.mask() if region is None else region & batch.mask()
+    valid = values.detach() if region is None else values.detach().masked_fill(~region, float("-inf"))
+    top = valid.flatten(start_dim=1).amax(dim=1)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    shifted = values - top.reshape((-1,) + (1,) * (values.ndim - 1))
+    return replace(batch, values=shifted if keep is None else torch.where(keep, shifted, 0.0))
 
 
 def instance_length(lengths: torch.Tensor | None, i: int) -> int | tuple[int, ...] | None:

@@ -269,14 +269,17 @@ def _gth_marginals(
     gaps beyond about 350) that overflow the squares in the gradient.
     """
     s = scores.to(torch.float64)
-    with torch.enable_grad():
-        leaf = s if s.requires_grad else s.detach().requires_grad_(True)
-        log_z = _gth_log_partition(leaf, lengths, single_root)
-        (mu,) = torch.autograd.grad(log_z.sum(), leaf, create_graph=s.requires_grad)
+    mu = _gth_gradient(s, lengths, single_root)
     padded = ~word_mask(lengths, s.shape[-1], s.shape[0], s.device)[:, 1:]
     failed = ~torch.isfinite(mu.detach()).flatten(1).all(dim=1) | ~_one_head_each(mu.detach(), padded, 1e-8)
     if bool(failed.any()):
-        mu, failed = _limits(s, lengths, single_root, mu, failed)
+        limits, limited = _limits(s, lengths, single_root, failed)
+        if bool(limited.any()):
+            # rerun with the limited instances' scores replaced by constants, so that no NaN of
+            # their elimination reaches the gradient (0 * NaN through torch.where)
+            safe = torch.where(limited[:, None, None], torch.zeros_like(s).detach(), s)
+            mu = torch.where(limited[:, None, None], limits + 0.0 * s, _gth_gradient(safe, lengths, single_root))
+            failed = failed & ~limited
     if bool(failed.any()):
         raise NumericalError(
             "matrix-tree marginals are undefined in floating point for instance(s) "
@@ -287,27 +290,34 @@ def _gth_marginals(
     return mu
 
 
-def _limits(
-    scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool, mu: torch.Tensor, failed: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace the failed instances' marginals by their certified one-hot limit where it exists.
+def _gth_gradient(s: torch.Tensor, lengths: torch.Tensor | None, single_root: bool) -> torch.Tensor:
+    """The gradient of the GTH ``log Z`` (with ``create_graph`` when ``s`` requires grad)."""
+    with torch.enable_grad():
+        leaf = s if s.requires_grad else s.detach().requires_grad_(True)
+        log_z = _gth_log_partition(leaf, lengths, single_root)
+        (mu,) = torch.autograd.grad(log_z.sum(), leaf, create_graph=s.requires_grad)
+    return mu
 
-    Returns the marginals and the instances still failing (see :mod:`spigot.polytopes._tree_limits`).
-    The limit is constant in the scores (its true derivative is below float64's resolution);
-    ``0 * scores`` keeps it in the autograd graph.
+
+def _limits(
+    scores: torch.Tensor, lengths: torch.Tensor | None, single_root: bool, failed: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The certified one-hot limits of the failed instances, and which of them have one.
+
+    See :mod:`spigot.polytopes._tree_limits`. The limit is constant in the scores (its true
+    derivative is below float64's resolution).
     """
     size = scores.shape[-1]
     host = scores.detach().cpu().numpy()
-    limits = torch.zeros_like(mu)
-    still = failed.clone()
+    limits = torch.zeros_like(scores).detach()
+    limited = torch.zeros_like(failed)
     for b in torch.nonzero(failed).flatten().tolist():
         nodes = size if lengths is None else int(lengths[b]) + 1
         vertex = one_hot_limit(np.ascontiguousarray(host[b, :nodes, :nodes]), single_root)
         if vertex is not None:
             limits[b, :nodes, :nodes] = torch.from_numpy(vertex).to(limits)
-            still[b] = False
-    fixed = failed & ~still
-    return torch.where(fixed[:, None, None], limits + 0.0 * scores, mu), still
+            limited[b] = True
+    return limits, limited
 
 
 def spanning_tree_marginals(scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:

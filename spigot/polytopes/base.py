@@ -164,6 +164,15 @@ class Polytope(ABC):
         """
         return None
 
+    def has_constant_vertex_sum(self) -> bool:
+        """Whether every vertex of a valid instance has the same number of ones (default: False).
+
+        Then adding a constant to every variable changes no MAP, projection or marginal, and
+        input validation subtracts each instance's largest variable: on ``x + 1e17`` the
+        solvers then see ``x`` itself rather than residuals that round away the point.
+        """
+        return False
+
     # ------------------------------------------------------------------ MAP oracle
     def map(self, scores: Array, lengths: Array | None = None) -> Array:
         r"""The highest-scoring vertex :math:`\operatorname*{argmax}_{z \in Z}\langle s, z\rangle`.
@@ -259,7 +268,7 @@ class Polytope(ABC):
         Differentiable in torch (its gradient is the marginals). Returns shape ``batch`` (a
         0-d tensor for one instance), on the device and with the dtype of ``scores``.
         """
-        batch = as_batch(self, scores, lengths)
+        batch = as_batch(self, scores, lengths, center=False)  # log Z moves with a shift
         log_z = self.log_partition_batch(batch.values, batch.lengths)
         return batch.restore(log_z.to(batch.values.dtype), event=False)
 

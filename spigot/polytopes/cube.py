@@ -95,6 +95,9 @@ class Budget(Polytope):
         self.k = int(k)
         self.at_most = bool(at_most)
 
+    def has_constant_vertex_sum(self) -> bool:
+        return not self.at_most
+
     def check_event_shape(self, event_shape: tuple[int, ...], name: str = "scores") -> None:
         super().check_event_shape(event_shape, name)
         if not self.at_most and event_shape[0] < self.k:

@@ -50,6 +50,9 @@ class Simplex(Polytope):
 
     event_ndim = 1
 
+    def has_constant_vertex_sum(self) -> bool:
+        return True
+
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         out = np.zeros_like(scores)
         out[np.argmax(scores)] = 1.0
@@ -93,6 +96,9 @@ class ProductOfSimplices(Polytope):
 
     event_ndim = 2
     sized_axes = (0,)
+
+    def has_constant_vertex_sum(self) -> bool:
+        return True
 
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         out = np.zeros_like(scores)

@@ -77,6 +77,9 @@ class _DependencyPolytope(Polytope):
         """The arcs: every entry but the diagonal and column 0."""
         return arc_mask(None, event_shape[0], 1, "cpu")[0].numpy()
 
+    def has_constant_vertex_sum(self) -> bool:
+        return True  # one head per word
+
 
 class HeadSelection(_DependencyPolytope):
     r"""Every word picks exactly one head: the SPIGOT paper's relaxation of dependency trees.
@@ -318,6 +321,9 @@ class SpanningTree(Polytope):
     def variable_mask(self, event_shape: tuple[int, ...]) -> np.ndarray:
         """The edges: the strict upper triangle."""
         return np.triu(np.ones(event_shape, dtype=np.bool_), k=1)
+
+    def has_constant_vertex_sum(self) -> bool:
+        return True  # n - 1 edges
 
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         size = scores.shape[0]
