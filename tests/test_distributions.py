@@ -132,3 +132,14 @@ def test_same_seed_same_samples():
     first = Arborescence().sample(scores, n=20, generator=torch.Generator().manual_seed(3))
     again = Arborescence().sample(scores, n=20, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(first, again)
+
+
+def test_log_partition_moves_with_a_constant_shift_of_constant_sum_structures():
+    """log Z(s + c) = log Z(s) + c k when every vertex has k ones (validation's shift must not hide it)."""
+    scores = torch.randn(3, 6, dtype=torch.float64)
+    for polytope, k in ((Simplex(), 1), (Budget(2), 2)):
+        shifted = polytope.log_partition(scores + 5.0)
+        torch.testing.assert_close(shifted, polytope.log_partition(scores) + 5.0 * k)
+    arcs = torch.randn(2, 5, 5, dtype=torch.float64)
+    for polytope in (Arborescence(), ProjectiveTree()):
+        torch.testing.assert_close(polytope.log_partition(arcs + 3.0), polytope.log_partition(arcs) + 3.0 * 4)
