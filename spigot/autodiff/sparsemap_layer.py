@@ -80,7 +80,8 @@ _RANK_TOL = 1e-9
 _MAX_SHRINKS = 60
 #: Seed of the random probing directions (fixed, so that the backward pass is deterministic).
 _SEED = 20180214
-#: How many probing directions are drawn and projected together.
+#: How many probing directions are drawn and projected together, at most (the block starts
+#: at one and doubles while the probes keep finding vertices).
 _BLOCK = 8
 
 
@@ -261,10 +262,11 @@ def face_basis(
     if span.size == 0:
         span.add(face_argmax(np.zeros_like(residual)))
     rng = np.random.default_rng(_SEED)
+    block = 1  # one probe when the active set already spans the face (the usual case)
     for _ in range(residual.size + 1):
         # a block of random directions orthogonal to the span, projected together (one
         # matrix-matrix product instead of one matrix-vector product per direction)
-        directions = rng.standard_normal((_BLOCK, residual.size))
+        directions = rng.standard_normal((block, residual.size))
         directions -= span.project_rows(directions)
         norms = np.linalg.norm(directions, axis=1)
         directions = directions[norms > _RANK_TOL] / norms[norms > _RANK_TOL, None]
@@ -280,6 +282,7 @@ def face_basis(
         # with probability one, no direction orthogonal to aff(F) finds a vertex off the span
         if not leaving or not span.add_rows(np.array(leaving)):
             break
+        block = min(2 * block, _BLOCK)
     return span
 
 
