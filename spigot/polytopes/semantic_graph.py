@@ -58,6 +58,10 @@ class _LabeledGraph(FactorGraphPolytope):
     """Shape rules and per-arc at-most-one factors shared by the labeled-graph polytopes."""
 
     event_ndim = 3
+    #: Totally unimodular constraints (see the module): the local polytope is conv(Z).
+    local_polytope_is_integral = True
+    #: At-most-one factors only: a padded instance is the full graph with padded arcs at 0.
+    pads_by_fixing = True
 
     def __init__(self, n_labels: int) -> None:
         if isinstance(n_labels, bool) or not isinstance(n_labels, (int, np.integer)) or n_labels < 1:
