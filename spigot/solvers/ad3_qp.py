@@ -73,11 +73,14 @@ from spigot.solvers import _ad3_qp_kernel as _kernel
 from spigot.solvers._factor_blocks import FactorBlocks, HullSubproblems, factor_blocks, project_block
 from spigot.solvers.base import Solver, check_max_iter, check_tol
 from spigot.solvers.certificate import certificate_gap
+from spigot.solvers.exact import register_exact_solver
 from spigot.solvers.registry import register_solver
 from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED, ProjectionResult
 
-#: Iterations of the compiled kernel between two checks of the wall-clock budget.
-_CHUNK = 50
+#: ``tol`` of the ``exact`` solver where it runs AD3-QP (semantic graphs, local polytopes).
+EXACT_TOL = 1e-9
+#: Residual checks of the compiled kernel between two checks of the wall-clock budget.
+_CHECKS_PER_CHUNK = 10
 #: Default wall-clock budget of one run, in seconds.
 DEFAULT_MAX_TIME = 60.0
 #: Residual balancing: adapt rho when one residual exceeds the other this many times.
@@ -115,14 +118,18 @@ class Ad3QP(Solver):
     max_iter
         ADMM iterations at most.
     max_time
-        Wall-clock seconds at most (checked every ``check_every`` iterations); default 60.
+        Wall-clock seconds at most (checked every ``check_every`` iterations, every
+        ``10 * check_every`` on the CPU kernel); default 60.
     rho
         Initial penalty :math:`\rho > 0` (adapted per instance, see the module).
     check_every
         Iterations between residual checks (each is one host synchronisation on a GPU).
     init
         Warm start: a point shaped like ``x`` (e.g. the MAP ``z`` in the SPIGOT layer) or a
-        previous :class:`ProjectionResult` (its ``x``); the multipliers start at 0.
+        previous :class:`ProjectionResult` (its ``x``). The multipliers start at an equal split
+        of the residual :math:`p - x` among a coordinate's copies (exact for a coordinate in one
+        factor); ADMM's iteration count depends mostly on the multipliers, so a warm start
+        changes it little.
     """
 
     name = "ad3"
@@ -282,6 +289,8 @@ def _admm_torch(
 
     p = alone if start is None else torch.where(valid, start.clamp(0.0, 1.0), 0.0)
     lam = torch.zeros((batch, blocks.n_copies), dtype=x.dtype, device=device)
+    if start is not None:
+        lam = _start_multipliers(p, x, degree, owner, copy_valid)
     rho = torch.full((batch, 1), options.rho, dtype=x.dtype, device=device)
     nit = torch.zeros(batch, dtype=torch.int64, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -353,6 +362,10 @@ def _admm_compiled(
     else:
         p = np.where(valid_np, np.clip(start.numpy(), 0.0, 1.0), 0.0)
     lam = np.zeros((batch, blocks.n_copies))
+    if start is not None:
+        owner = torch.as_tensor(blocks.owner)
+        degree = torch.zeros_like(x).index_add_(1, owner, valid[:, owner].expand(batch, -1).to(x.dtype))
+        lam = _start_multipliers(torch.from_numpy(p), x, degree, owner, valid[:, owner]).numpy().copy()
     rho = np.full(batch, options.rho)
     nit = np.zeros(batch, dtype=np.int64)
     done = np.zeros(batch, dtype=np.bool_)
@@ -362,7 +375,7 @@ def _admm_compiled(
     while True:
         _kernel.admm_chunk(
             xs, valid_np, blocks.owner, *layout, p, lam, rho, nit, done, primal, dual,
-            _CHUNK, options.max_iter, options.tol, options.check_every,
+            _CHECKS_PER_CHUNK * options.check_every, options.max_iter, options.tol, options.check_every,
             _BALANCE, _RHO_STEP, _RHO_MIN, _RHO_MAX,
         )
         if done.all():
@@ -391,6 +404,18 @@ def _admm_compiled(
     )
 
 
+def _start_multipliers(
+    p: torch.Tensor, x: torch.Tensor, degree: torch.Tensor, owner: torch.Tensor, copy_valid: torch.Tensor
+) -> torch.Tensor:
+    r"""Multipliers that make a starting point ``p`` a fixed point of the point update.
+
+    At a solution, :math:`p_i - x_i = \sum_{f \ni i} \lambda_{fi}`; the residual is shared
+    equally among the copies of a coordinate, :math:`\lambda_{fi} = (p_i - x_i) / d_i`.
+    """
+    share = (p - x) / degree.clamp(min=1.0)
+    return torch.where(copy_valid, share[:, owner], 0.0)
+
+
 # ----------------------------------------------------------------------------- layout helpers
 def _groups(polytope: FactorGraphPolytope, batch: Batch):
     """``(rows, unpadded shape, region)`` for every batched solve: one for the whole batch where
@@ -400,12 +425,13 @@ def _groups(polytope: FactorGraphPolytope, batch: Batch):
     if polytope.pads_by_fixing and _blocks(polytope, batch.event_shape).plain_at_most_one:
         yield torch.arange(batch.size, device=device), batch.event_shape, (slice(None), *full)
         return
-    shapes: dict[tuple[slice, ...], list[int]] = {}
+    bounds: dict[tuple[tuple[int, int], ...], list[int]] = {}
     for i, sl in enumerate(batch.slices):
-        shapes.setdefault(tuple(slice(*s.indices(n)[:2]) for s, n in zip(sl, batch.event_shape)), []).append(i)
-    for region, members in shapes.items():
-        shape = tuple(s.stop - s.start for s in region)
-        yield torch.tensor(members, device=device), shape, (slice(None), *region)
+        bounds.setdefault(tuple(s.indices(n)[:2] for s, n in zip(sl, batch.event_shape)), []).append(i)
+    for region, members in bounds.items():
+        shape = tuple(stop - start for start, stop in region)
+        slices = tuple(slice(start, stop) for start, stop in region)
+        yield torch.tensor(members, device=device), shape, (slice(None), *slices)
 
 
 def _blocks(polytope: FactorGraphPolytope, shape: tuple[int, ...]) -> FactorBlocks:
@@ -443,3 +469,6 @@ def _check_positive(value: float, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return float(value)
+
+
+register_exact_solver(LocalPolytope, "ad3", tol=EXACT_TOL)

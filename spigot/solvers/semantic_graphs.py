@@ -14,10 +14,11 @@ The two per-arc projections act on arrays of shape ``(..., n+1, n+1, L)`` arc by
   (all 0 when :math:`a = 0`). It lands in the same per-arc polytope but is *not* the Euclidean
   projection onto it; it is the ``relaxed`` solver of :class:`~spigot.polytopes.SemanticGraph`.
 
-The ``exact`` solver of :class:`~spigot.polytopes.SemanticGraph` is ``cvxpy``: its constraints
-are totally unimodular, so the QP onto them is the projection onto :math:`\mathrm{conv}(Z)`,
-and an interior-point method is far faster there than the active-set method (see the
-"Semantic graphs" section of ``docs/benchmarks.md``).
+The ``exact`` solver of :class:`~spigot.polytopes.SemanticGraph` is ``ad3`` (AD3-QP, batched
+ADMM onto the local polytope, at ``tol=1e-9``): its constraints are totally unimodular, so the
+local polytope is :math:`\mathrm{conv}(Z)` and the projection onto it is exact to the solver's
+tolerance; it is far faster there than ``cvxpy`` (interior point, one instance at a time) and the
+active-set method (see the "AD3-QP" section of ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from spigot.polytopes.base import Polytope
 from spigot.polytopes._word_graphs import arc_mask
 from spigot.polytopes.semantic_graph import LabeledArcs, SemanticGraph
 from spigot.solvers.closed_form import register_closed_form
+from spigot.solvers.ad3_qp import EXACT_TOL
 from spigot.solvers.exact import register_exact_solver
 from spigot.solvers.projections import project_budget
 from spigot.solvers.relaxed import register_relaxed_projection
@@ -109,4 +111,4 @@ def _reference(polytope: Polytope, x: torch.Tensor, lengths: torch.Tensor | None
 
 register_closed_form(LabeledArcs, _closed_form)
 register_relaxed_projection(SemanticGraph, _reference)
-register_exact_solver(SemanticGraph, "cvxpy")
+register_exact_solver(SemanticGraph, "ad3", tol=EXACT_TOL)
