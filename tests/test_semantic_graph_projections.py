@@ -252,10 +252,10 @@ def test_spigot_layer_raises_when_ad3_frank_wolfe_misses_its_tolerance(rng):
 
 
 def test_exact_picks_the_fastest_exact_solver():
-    from spigot.solvers import ActiveSet, ClosedFormSolver, CvxpyQP, register_exact_solver
+    from spigot.solvers import ActiveSet, Ad3QP, ClosedFormSolver, register_exact_solver
 
     exact = get_solver("exact")
-    assert isinstance(exact.choose(SemanticGraph(2, (0,))), CvxpyQP)
+    assert isinstance(exact.choose(SemanticGraph(2, (0,))), Ad3QP)
     assert exact.choose(SemanticGraph(2, (0,))) is exact.choose(SemanticGraph(3))  # caches stay warm
     assert isinstance(exact.choose(LabeledArcs(2)), ClosedFormSolver)
     assert isinstance(exact.choose(SemanticGraph(2).relaxation().relaxation()), ClosedFormSolver)

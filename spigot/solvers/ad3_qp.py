@@ -142,7 +142,7 @@ class Ad3QP(Solver):
         gap_tol: float = 1e-6,
         max_iter: int = 5000,
         max_time: float = DEFAULT_MAX_TIME,
-        rho: float = 1.0,
+        rho: float = 3.0,
         check_every: int = 5,
         init: Any = None,
     ) -> None:
