@@ -54,7 +54,7 @@ def _project_row(y, out, size, kind):
 def admm_chunk(
     x, valid, owner, starts, counts, sizes, kinds,
     p, lam, rho, nit, done, primal, dual,
-    iterations, total_iter, tol, check_every, balance, rho_step, rho_min, rho_max,
+    iterations, total_iter, tol, check_every, balance, rho_step, rho_min, rho_max, alpha,
 ):
     """Run up to ``iterations`` more ADMM iterations on every instance not yet ``done``.
 
@@ -70,6 +70,8 @@ def admm_chunk(
     y = np.empty(widest)
     row = np.empty(widest)
     q = np.empty(n_copies)
+    relaxed = np.empty(n_copies)
+    alive = np.empty(n_copies, dtype=np.bool_)
     acc = np.empty(size)
     degree = np.empty(size)
     previous = np.empty(n_copies)
@@ -79,7 +81,8 @@ def admm_chunk(
         degree[:] = 0.0
         live = 0
         for c in range(n_copies):
-            if valid[b, owner[c]]:
+            alive[c] = valid[b, owner[c]]
+            if alive[c]:
                 degree[owner[c]] += 1.0
                 live += 1
         norm = np.sqrt(max(live, 1))
@@ -90,24 +93,26 @@ def admm_chunk(
             if nit[b] >= total_iter:
                 break
             nit[b] += 1
-            # factor copies q_f = Proj_{M_f}(p_f - lambda_f / rho)
+            # factor copies q_f = Proj_{M_f}(p_f - lambda_f / rho); previous holds p_f
+            inverse = 1.0 / r
             for k in range(starts.shape[0]):
                 width = sizes[k]
                 for f in range(counts[k]):
                     base = starts[k] + f * width
                     for j in range(width):
                         c = base + j
-                        if valid[b, owner[c]]:
-                            y[j] = p[b, owner[c]] - lam[b, c] / r
+                        if alive[c]:
+                            y[j] = previous[c] - lam[b, c] * inverse
                         else:
                             y[j] = -np.inf
                     _project_row(y, row, width, kinds[k])
                     for j in range(width):
                         q[base + j] = row[j]
+                        relaxed[base + j] = alpha * row[j] + (1.0 - alpha) * previous[base + j]
             # the point: p_i = (x_i + sum_f (rho q_fi + lambda_fi)) / (1 + rho d_i)
             acc[:] = 0.0
             for c in range(n_copies):
-                acc[owner[c]] += r * q[c] + lam[b, c]
+                acc[owner[c]] += r * relaxed[c] + lam[b, c]
             for i in range(size):
                 if not valid[b, i]:
                     p[b, i] = 0.0
@@ -118,15 +123,15 @@ def admm_chunk(
             # multipliers and residuals
             squared_primal, squared_dual = 0.0, 0.0
             for c in range(n_copies):
-                i = owner[c]
-                if not valid[b, i]:
+                if not alive[c]:
                     continue
-                gap = q[c] - p[b, i]
-                lam[b, c] += r * gap
+                point = p[b, owner[c]]
+                gap = q[c] - point
+                lam[b, c] += r * (relaxed[c] - point)
                 squared_primal += gap * gap
-                step = p[b, i] - previous[c]
+                step = point - previous[c]
                 squared_dual += step * step
-                previous[c] = p[b, i]
+                previous[c] = point
             if nit[b] % check_every != 0 and nit[b] != total_iter:
                 continue
             primal[b] = np.sqrt(squared_primal) / norm

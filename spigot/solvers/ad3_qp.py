@@ -26,6 +26,10 @@ alternates three closed-form steps (over the whole batch at once):
    and a coordinate in no factor gets :math:`\mathrm{clip}(x_i, 0, 1)`;
 3. the multipliers: :math:`\lambda_f \leftarrow \lambda_f + \rho\,(q_f - p_f)`.
 
+Steps 2 and 3 use the over-relaxed copy :math:`\hat q_f = \alpha q_f + (1 - \alpha) p_f`
+(:math:`p_f` before step 2, :math:`\alpha = 1.5`; Boyd et al. 2011, 3.4.3) in place of
+:math:`q_f`, which saves iterations.
+
 **Stopping rule.** With :math:`m` the number of copies of an instance, its primal residual
 :math:`r = \|q - E p\| / \sqrt m` (disagreement of the copies) and dual residual
 :math:`s = \rho \|E (p - p_{prev})\| / \sqrt m` (change of the point) are checked every
@@ -83,6 +87,9 @@ EXACT_TOL = 1e-9
 _CHECKS_PER_CHUNK = 10
 #: Default wall-clock budget of one run, in seconds.
 DEFAULT_MAX_TIME = 60.0
+#: Over-relaxation (Boyd et al. 2011, 3.4.3): the point and multiplier steps use
+#: ALPHA q + (1 - ALPHA) p_f in place of q.
+ALPHA = 1.5
 #: Residual balancing: adapt rho when one residual exceeds the other this many times.
 _BALANCE = 10.0
 #: ... by this factor, within these bounds.
@@ -311,10 +318,11 @@ def _admm_torch(
             q[:, block.start : block.stop] = qb.reshape(batch, -1)
         if pinned is not None:
             q = q.masked_fill(pinned, 0.0)
-        total = torch.zeros_like(x).index_add_(1, owner, rho * q + lam)
+        relaxed = ALPHA * q + (1.0 - ALPHA) * p_copies
+        total = torch.zeros_like(x).index_add_(1, owner, rho * relaxed + lam)
         p = torch.where(in_factor, (x + total) / (1.0 + rho * degree), alone)
         previous, p_copies = p_copies, p[:, owner]
-        lam = lam + rho * (q - p_copies)
+        lam = lam + rho * (relaxed - p_copies)
         if it % options.check_every and it != options.max_iter:
             continue
         primal = (q - p_copies).norm(dim=1) / copies
@@ -376,7 +384,7 @@ def _admm_compiled(
         _kernel.admm_chunk(
             xs, valid_np, blocks.owner, *layout, p, lam, rho, nit, done, primal, dual,
             _CHECKS_PER_CHUNK * options.check_every, options.max_iter, options.tol, options.check_every,
-            _BALANCE, _RHO_STEP, _RHO_MIN, _RHO_MAX,
+            _BALANCE, _RHO_STEP, _RHO_MIN, _RHO_MAX, ALPHA,
         )
         if done.all():
             break
