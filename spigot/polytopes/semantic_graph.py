@@ -222,9 +222,18 @@ class SemanticGraph(_LabeledGraph):
             fallback = np.maximum(value, 0.0)
         if unique.size:
             gains = s[..., unique] - fallback[..., None]
-            for h in range(n_nodes):
-                mods, picks = _positive_assignment(gains[h])
-                chosen[h, mods] = unique[picks]
+            # heads whose modifiers with a positive gain all prefer distinct labels: greedy is
+            # optimal, decided for every head at once; the others solve an assignment
+            wanting = (gains > 0).any(axis=-1)
+            picks = np.argmax(gains, axis=-1)
+            per_label = np.zeros((n_nodes, unique.size), dtype=np.int64)
+            np.add.at(per_label, (np.nonzero(wanting)[0], picks[wanting]), 1)
+            clash = (per_label > 1).any(axis=-1)
+            greedy = wanting & ~clash[:, None]
+            chosen[greedy] = unique[picks[greedy]]
+            for h in np.flatnonzero(clash):
+                mods, labels_of = _positive_assignment(gains[h])
+                chosen[h, mods] = unique[labels_of]
         out = np.zeros_like(scores)
         heads, mods = np.nonzero(chosen >= 0)
         out[heads, mods, chosen[heads, mods]] = 1.0

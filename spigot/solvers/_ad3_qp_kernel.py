@@ -17,11 +17,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+#: Fast-math flags: reassociation and contraction (vectorised sums), never assuming finiteness
+#: (padded copies hold -inf).
+_FAST = {"reassoc", "contract", "arcp", "nsz", "afn"}
 #: Block kinds of the kernel.
 AT_MOST_ONE, SIMPLEX = 0, 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=_FAST)
 def _project_row(y, out, size, kind):
     """Project ``y[:size]`` onto {q >= 0, sum q <= 1} (kind 0) or the simplex (kind 1) into ``out``."""
     if kind == AT_MOST_ONE:
@@ -50,7 +53,7 @@ def _project_row(y, out, size, kind):
         out[j] = max(y[j] - tau, 0.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=_FAST)
 def admm_chunk(
     x, valid, owner, starts, counts, sizes, kinds,
     p, lam, rho, nit, done, primal, dual,

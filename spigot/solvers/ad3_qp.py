@@ -149,8 +149,8 @@ class Ad3QP(Solver):
         gap_tol: float = 1e-6,
         max_iter: int = 5000,
         max_time: float = DEFAULT_MAX_TIME,
-        rho: float = 3.0,
-        check_every: int = 5,
+        rho: float = 2.0,
+        check_every: int = 2,
         init: Any = None,
     ) -> None:
         self.tol = check_tol(tol)
