@@ -96,8 +96,10 @@ def admm_chunk(
             if nit[b] >= total_iter:
                 break
             nit[b] += 1
-            # factor copies q_f = Proj_{M_f}(p_f - lambda_f / rho); previous holds p_f
+            # factor copies q_f = Proj_{M_f}(p_f - lambda_f / rho) (previous holds p_f), and
+            # their over-relaxed contributions to the point update, in the same pass
             inverse = 1.0 / r
+            acc[:] = 0.0
             for k in range(starts.shape[0]):
                 width = sizes[k]
                 for f in range(counts[k]):
@@ -110,12 +112,11 @@ def admm_chunk(
                             y[j] = -np.inf
                     _project_row(y, row, width, kinds[k])
                     for j in range(width):
-                        q[base + j] = row[j]
-                        relaxed[base + j] = alpha * row[j] + (1.0 - alpha) * previous[base + j]
+                        c = base + j
+                        q[c] = row[j]
+                        relaxed[c] = alpha * row[j] + (1.0 - alpha) * previous[c]
+                        acc[owner[c]] += r * relaxed[c] + lam[b, c]
             # the point: p_i = (x_i + sum_f (rho q_fi + lambda_fi)) / (1 + rho d_i)
-            acc[:] = 0.0
-            for c in range(n_copies):
-                acc[owner[c]] += r * relaxed[c] + lam[b, c]
             for i in range(size):
                 if not valid[b, i]:
                     p[b, i] = 0.0
