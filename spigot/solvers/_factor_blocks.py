@@ -28,7 +28,7 @@ a time on the CPU (as AD3 does).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -67,7 +67,6 @@ class Block:
     budget: int = 1
     flip: np.ndarray | None = None
     vertices: np.ndarray | None = None
-    entries: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
     def stop(self) -> int:

@@ -47,11 +47,15 @@ own MAP where its local polytope is integral
 :class:`~spigot.polytopes.SemanticGraph`, whose constraints are totally unimodular: there the
 projection is the projection onto :math:`\mathrm{conv}(Z)`). ``success`` needs the residuals
 within ``tol`` and the gap within ``gap_tol`` :math:`\cdot \max(1, \|x - p\|_1)`. ADMM's point
-satisfies the factors only to the residual tolerance, so it may lie outside :math:`L` by about
-``tol``.
+satisfies the factors only to the residual tolerance, so it may lie slightly outside :math:`L`
+(the ``max_feasibility`` column of the semantic-graph study in ``docs/benchmarks.md`` measures
+by how much).
 
 **Padding and devices.** Everything runs in float64 on the input's device (the result takes
-the input's dtype). Where a padded instance's factor graph is the full-shape graph with its
+the input's dtype): on the CPU, graphs of at-most-one and one-of factors (semantic graphs) run
+in a compiled kernel (:mod:`spigot.solvers._ad3_qp_kernel`), instance after instance; every
+other case runs as batched torch operations, with no loop over instances except Wolfe's
+active set for pair and dense factors. Where a padded instance's factor graph is the full-shape graph with its
 padded entries fixed at 0 (:attr:`~spigot.polytopes.FactorGraphPolytope.pads_by_fixing`, as for
 semantic graphs) the whole batch is solved at once, padded copies pinned to 0; otherwise
 instances are grouped by their unpadded shape, one batched solve per shape. Entries that are
