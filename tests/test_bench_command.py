@@ -42,6 +42,9 @@ def test_quick_run_rewrites_every_installed_section(tmp_path, capsys):
         assert "x entmax" in out and "Goal **" in sections["simplex"]
     if "trees" in sections:
         assert "ratio ours/peer" in sections["trees"] and "Goals: **MAP**" in sections["trees"]
+    if "ad3-qp" in sections:
+        assert "lp-sparsemap" in sections["ad3-qp"] and "float32" in sections["ad3-qp"]
+        assert "ad3-qp goals:" in out
     assert set(json.loads(raw.read_text())) == set(installed)
 
 

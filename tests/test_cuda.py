@@ -91,7 +91,7 @@ POLYTOPE_IDS = [case[0] for case in POLYTOPES]
 #: Options that keep every solver fast on these small instances (same options on both devices).
 SOLVER_OPTIONS: dict[str, dict[str, Any]] = {
     "frank-wolfe": {"max_iter": 200},
-    "ad3": {"max_iter": 50},
+    "ad3-frank-wolfe": {"max_iter": 50},
 }
 
 
@@ -104,7 +104,7 @@ def _supported_solvers(polytope: Polytope) -> list[str]:
 
 
 SOLVER_PAIRS = [
-    pytest.param(case, name, id=f"{case[0]}-{name}", marks=[NEEDS_AD3] if case[4] or name == "ad3" else [])
+    pytest.param(case, name, id=f"{case[0]}-{name}", marks=[NEEDS_AD3] if case[4] or name == "ad3-frank-wolfe" else [])
     for case in POLYTOPES
     for name in _supported_solvers(case[1])
 ]

@@ -155,7 +155,7 @@ EXACT = {
     "active-set": {},
     "exact": {},
     "pairwise-frank-wolfe": {"tol": 1e-14, "max_iter": 5000},
-    "ad3": {"tol": 1e-14, "max_iter": 5000},
+    "ad3-frank-wolfe": {"tol": 1e-14, "max_iter": 5000},
 }
 
 
@@ -211,12 +211,12 @@ def test_local_polytope_oracles(rng):
     assert max(looser) > 1e-3
 
 
-def test_ad3_solver_on_the_local_polytope(rng):
+def test_ad3_frank_wolfe_on_the_local_polytope(rng):
     local = AgreeingSequence().relaxation()
     for _ in range(3):
         x = rng.standard_normal((3, 6))
         expected = local_polytope_projection(x, 3)
-        result = local.project(x, solver="ad3", max_iter=1000, tol=1e-9)
+        result = local.project(x, solver="ad3-frank-wolfe", max_iter=1000, tol=1e-9)
         assert result.success, result.message
         assert np.abs(result.x - expected).max() < 1e-5
         exact = local.project(x, solver="active-set")
@@ -227,7 +227,7 @@ def test_padding_of_projections(rng):
     polytope = AgreeingSequence()
     x = torch.from_numpy(rng.standard_normal((2, 3, 4)))
     lengths = torch.tensor([3, 2])
-    for name in ("active-set", "ad3", "cvxpy"):
+    for name in ("active-set", "ad3-frank-wolfe", "cvxpy"):
         result = polytope.project(x, solver=name, lengths=lengths)
         assert result.x[1, 2:].abs().sum() == 0
         alone = polytope.project(x[1, :2], solver=name)
@@ -237,7 +237,7 @@ def test_padding_of_projections(rng):
 def test_spigot_layer_on_a_user_polytope(rng):
     polytope = AgreeingSequence()
     vertices = sequences(3, 2)
-    for name, options in (("active-set", {}), ("ad3", {"tol": 1e-14, "max_iter": 5000})):
+    for name, options in (("active-set", {}), ("ad3-frank-wolfe", {"tol": 1e-14, "max_iter": 5000})):
         scores = torch.from_numpy(rng.standard_normal((3, 4))).requires_grad_(True)
         z = spigot(scores, polytope, solver=name, **options)
         downstream = torch.from_numpy(rng.standard_normal((3, 4)))

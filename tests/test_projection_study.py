@@ -26,7 +26,8 @@ SMALL_SOLVERS = (
     StudySolver("cvxpy", "cvxpy"),
     StudySolver("active-set", "active-set"),
     StudySolver("pairwise-frank-wolfe", "pairwise-frank-wolfe", {"max_iter": 200}),
-    StudySolver("ad3 (5 it)", "ad3", {"max_iter": 5}),
+    StudySolver("ad3-frank-wolfe (5 it)", "ad3-frank-wolfe", {"max_iter": 5}),
+    StudySolver("ad3", "ad3"),
 )
 
 
@@ -66,7 +67,7 @@ def test_relaxed_rows_are_measured_against_the_relaxation(table):
 
 
 def test_a_small_iteration_budget_leaves_error(table):
-    ad3 = table[table.solver == "ad3 (5 it)"]
+    ad3 = table[table.solver == "ad3-frank-wolfe (5 it)"]
     assert ad3.distance.max() > 1e-4 and not ad3.success.all()
 
 

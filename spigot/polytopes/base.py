@@ -86,8 +86,8 @@ class Polytope(ABC):
     - ``relaxed_projection(self, x, lengths)``: the procedure the ``relaxed`` solver applies in
       place of the Euclidean projection onto :meth:`relaxation` (a reference implementation's
       own procedure);
-    - ``preferred_exact_solver``: the name of the solver ``exact`` uses when there is no closed
-      form (one faster than ``active-set`` on this family).
+    - ``preferred_exact_solver``: the name (or ``(name, options)``) of the solver ``exact``
+      uses when there is no closed form (one faster than ``active-set`` on this family).
 
     These declarations are **not inherited**: a subclass may change the vertex set (a
     constructor option, a restricted ``map_one``), so a closed form that fits the parent could
@@ -103,9 +103,9 @@ class Polytope(ABC):
     #: How many trailing axes make one instance.
     event_ndim: int = 1
 
-    #: Name of the solver that ``exact`` uses on this class when it has no closed form
-    #: (declared per class, not inherited; see the class docs).
-    preferred_exact_solver: ClassVar[str | None] = None
+    #: The solver that ``exact`` uses on this class when it has no closed form: a registered
+    #: name, or ``(name, options)`` (declared per class, not inherited; see the class docs).
+    preferred_exact_solver: ClassVar[str | tuple[str, dict[str, Any]] | None] = None
 
     #: The event axes that ``lengths`` cuts in the default :meth:`valid_slices` (``None``:
     #: every event axis, which is right for square structures).
@@ -356,9 +356,12 @@ class Polytope(ABC):
         """
         return self._declared("relaxed_projection")
 
-    def exact_solver(self) -> str | None:
-        """The solver name this class declares as ``preferred_exact_solver``, or ``None``."""
-        return self._declared("preferred_exact_solver")
+    def exact_solver(self) -> tuple[str, dict[str, Any]] | None:
+        """``(name, options)`` of the solver this class declares as ``preferred_exact_solver``, or ``None``."""
+        declared = self._declared("preferred_exact_solver")
+        if declared is None or isinstance(declared, tuple):
+            return declared
+        return declared, {}
 
     def _declared(self, name: str) -> Any:
         """``name`` as declared in the body of this object's own class (bound if a method), else None."""

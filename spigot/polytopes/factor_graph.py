@@ -70,10 +70,22 @@ class FactorGraphPolytope(Polytope):
                 for t in range(steps - 1):
                     for j in range(k):
                         graph.pair((t, j), (t + 1, j), output=(t, k + j))
+
+    Two flags tell the ``ad3`` solver (AD3-QP) what it may rely on; both are ``False`` unless a
+    subclass knows better.
     """
 
     #: ``lengths`` counts entries of the first event axis unless a subclass says otherwise.
     sized_axes = (0,)
+
+    #: Whether the local polytope of every instance equals :math:`\mathrm{conv}(Z)` (integral,
+    #: e.g. totally unimodular constraints): the polytope's own MAP then certifies a projection
+    #: onto the local polytope.
+    local_polytope_is_integral: bool = False
+    #: Whether the factor graph of a padded instance is the full-shape graph with the padded
+    #: entries fixed at 0 (factors restricted to the others), so that a padded batch can be
+    #: solved at the full shape.
+    pads_by_fixing: bool = False
 
     @abstractmethod
     def build(self, graph: FactorGraph) -> None:
@@ -162,6 +174,10 @@ class FactorGraphPolytope(Polytope):
 
     def relaxation(self) -> LocalPolytope:
         """The local polytope of the factor graph (what ad3's LP-MAP optimises over); one per polytope."""
+        return self.local_polytope()
+
+    def local_polytope(self) -> LocalPolytope:
+        """The :class:`LocalPolytope` of the factor graph, whatever :meth:`relaxation` a subclass names."""
         if "_local" not in self.__dict__:
             self._local = LocalPolytope(self)
         return self._local
@@ -188,6 +204,9 @@ class LocalPolytope(Polytope):
     polytope
         The factor-graph polytope whose local polytope this is.
     """
+
+    #: AD3-QP (batched ADMM onto exactly this polytope) at a tight tolerance.
+    preferred_exact_solver = ("ad3", {"tol": 1e-9})
 
     def __init__(self, polytope: FactorGraphPolytope) -> None:
         if not isinstance(polytope, FactorGraphPolytope):

@@ -2,11 +2,13 @@
 
 Use :func:`get_solver` (or :meth:`Polytope.project`) with one of :func:`available_solvers`:
 ``closed-form``, ``cvxpy``, ``active-set``, ``frank-wolfe``, ``away-frank-wolfe``,
-``pairwise-frank-wolfe``, ``relaxed``, ``exact`` and ``ad3`` (which needs the optional ad3
-package, built by ``make install``).
+``pairwise-frank-wolfe``, ``relaxed``, ``exact``, ``ad3`` (AD3 on the quadratic problem: batched
+ADMM onto a factor graph's local polytope) and ``ad3-frank-wolfe`` (Frank-Wolfe with ad3's
+LP-MAP as oracle, which needs the optional ad3 package, built by ``make install``).
 """
 
 from spigot.solvers.active_set import ActiveSet
+from spigot.solvers.ad3_qp import Ad3QP
 from spigot.solvers.ad3_solver import Ad3FrankWolfe
 from spigot.solvers.base import InstanceOutcome, InstanceSolver, Solver
 from spigot.solvers.certificate import certificate_gap
@@ -30,6 +32,7 @@ from spigot.solvers.result import ProjectionResult
 __all__ = [
     "ActiveSet",
     "Ad3FrankWolfe",
+    "Ad3QP",
     "AwayFrankWolfe",
     "ClosedFormSolver",
     "CvxpyQP",

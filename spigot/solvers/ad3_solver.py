@@ -1,4 +1,4 @@
-r"""The ``ad3`` solver: approximate projection onto any factor-graph polytope, with ad3 as the engine.
+r"""The ``ad3-frank-wolfe`` solver: approximate projection onto any factor-graph polytope, with ad3's LP-MAP as the Frank-Wolfe oracle.
 
 The projection :math:`\min_{p \in P} \tfrac12 \|p - x\|^2` is solved by a Frank-Wolfe method
 (pairwise by default) whose linear maximisation oracle is ad3's LP-MAP (``solve_lp_map_ad3``)
@@ -14,6 +14,9 @@ on the polytope's factor graph, through the polytope's ``ad3_map_one``:
 convex combination of oracle outputs, and after the run its certificate gap is computed with
 the polytope's own exact MAP, like every solver's; ``success`` says whether the gap reached
 ``tol`` within the budget.
+
+It is the slow reference: the ``ad3`` solver (:mod:`spigot.solvers.ad3_qp`) runs AD3 on the
+quadratic problem itself, batched.
 
 ad3 runs on the CPU: a batch on a GPU is copied to host memory once per batch (never once per
 instance), and the projection, active sets and weights go back to the input's device in one
@@ -44,7 +47,7 @@ VARIANTS: dict[str, type[FrankWolfe]] = {
 }
 
 
-@register_solver("ad3")
+@register_solver("ad3-frank-wolfe")
 class Ad3FrankWolfe(InstanceSolver):
     r"""Frank-Wolfe projection with ad3's MAP (or LP-MAP) as linear oracle; approximate.
 
@@ -66,7 +69,7 @@ class Ad3FrankWolfe(InstanceSolver):
         Warm start (see :class:`~spigot.solvers.base.InstanceSolver`).
     """
 
-    name = "ad3"
+    name = "ad3-frank-wolfe"
     exact = False
 
     def __init__(
@@ -98,7 +101,7 @@ class Ad3FrankWolfe(InstanceSolver):
     ) -> ProjectionResult:
         if not self.supports(polytope):
             raise UnsupportedOperation(
-                f"the 'ad3' solver needs a FactorGraphPolytope (or its LocalPolytope), got "
+                f"the 'ad3-frank-wolfe' solver needs a FactorGraphPolytope (or its LocalPolytope), got "
                 f"{type(polytope).__name__}; use 'active-set' or 'pairwise-frank-wolfe' instead"
             )
         require_ad3()

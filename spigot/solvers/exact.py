@@ -50,11 +50,13 @@ class Exact(Solver):
         """The solver used for ``polytope``."""
         if self._closed_form.supports(polytope):
             return self._closed_form
-        name = polytope.exact_solver()
-        if name is not None:
-            if name not in self._preferred:  # one instance per name keeps solver caches warm
-                self._preferred[name] = get_solver(name)
-            return self._preferred[name]
+        declared = polytope.exact_solver()
+        if declared is not None:
+            name, options = declared
+            key = f"{name}{sorted(options.items())}"
+            if key not in self._preferred:  # one instance per declaration keeps solver caches warm
+                self._preferred[key] = get_solver(name, **options)
+            return self._preferred[key]
         return self._active_set
 
     def solve(self, polytope: Polytope, batch: Batch, start: Start | None = None) -> Solution:

@@ -12,6 +12,8 @@ Each section module measures one comparison and writes its part of ``docs/benchm
   ``cvxpylayers`` (when installed);
 - :mod:`~spigot.experiments.benchmarks.semantic_graphs`: the semantic-graph projection-error
   study;
+- :mod:`~spigot.experiments.benchmarks.ad3_qp`: the batched AD3-QP projection on semantic graphs
+  against ``lpsmap`` (lp-sparsemap) and ``cvxpy``;
 - :mod:`~spigot.experiments.benchmarks.gpu` (``spigot bench --device cuda``): the simplex
   projection and a SPIGOT step timed on a GPU against the same peers.
 
@@ -67,6 +69,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("sparsemap", "spigot.experiments.benchmarks.sparsemap", ()),
     Section("cvxpylayers", "spigot.experiments.benchmarks.differentiable", ("cvxpylayers.torch",)),
     Section("semantic-graphs", "spigot.experiments.benchmarks.semantic_graphs", ("ad3",)),
+    Section("ad3-qp", "spigot.experiments.benchmarks.ad3_qp", ("lpsmap",)),
     Section("gpu", "spigot.experiments.benchmarks.gpu", ("entmax", "torch_struct"), device="cuda"),
 )
 
