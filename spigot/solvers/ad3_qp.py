@@ -82,8 +82,10 @@ from spigot.solvers._factor_blocks import FactorBlocks, HullSubproblems, factor_
 from spigot.solvers.base import Solution, Solver, Start, check_max_iter, check_tol, finish
 from spigot.solvers.certificate import certificate_gap
 from spigot.solvers.registry import register_solver
-from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED, TIME_LIMIT, ProjectionResult
+from spigot.solvers.result import CONVERGED, FAILED, MAX_ITER, STALLED, TIME_LIMIT, ProjectionResult
 
+#: Largest score magnitude AD3-QP accepts (its squared residuals stay finite in float64).
+LARGEST_SCORE = 1e150
 #: Residual checks of the compiled kernel between two checks of the wall-clock budget.
 _CHECKS_PER_CHUNK = 10
 #: Default wall-clock budget of one run, in seconds.
@@ -198,6 +200,12 @@ class Ad3QP(Solver):
         """The projection of a validated batch, from ``start`` (``(B, *event_shape)`` or ``None``)."""
         graph_polytope = polytope.polytope if isinstance(polytope, LocalPolytope) else polytope
         x = batch.values.detach().to(torch.float64)
+        # ADMM's residuals square the scores: beyond LARGEST_SCORE they overflow, so such an
+        # instance is not solved (it fails with a message) rather than returned as garbage
+        largest = x.abs().flatten(start_dim=1).amax(dim=1).cpu() if x.numel() else torch.zeros(batch.size)
+        too_large = (largest > LARGEST_SCORE).tolist()
+        if any(too_large):
+            x = torch.where(torch.tensor(too_large, device=x.device).reshape(-1, *[1] * (x.ndim - 1)), 0.0, x)
         start = None if start is None else start.to(device=x.device, dtype=torch.float64)
         p = torch.zeros_like(x)
         kept = torch.zeros_like(x)  # x on the coordinates of each instance, 0 on ignored entries
@@ -225,7 +233,13 @@ class Ad3QP(Solver):
         certified = gap <= self.gap_tol * scale
         status, message = [], []
         for i in range(batch.size):
-            if not converged[i]:
+            if too_large[i]:
+                status.append(FAILED)
+                message.append(
+                    f"max |x| = {float(largest[i]):.3e} exceeds {LARGEST_SCORE:g}, beyond which ADMM's "
+                    "residuals overflow; rescale the scores or use 'active-set'"
+                )
+            elif not converged[i]:
                 status.append(TIME_LIMIT if reasons[i].startswith("stopped at max_time") else MAX_ITER)
                 message.append(reasons[i])
             elif not certified[i]:
