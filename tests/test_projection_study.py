@@ -60,6 +60,7 @@ def test_distances_are_bounded_by_the_certificates(table):
 def test_relaxed_rows_are_measured_against_the_relaxation(table):
     relaxed = table[table.solver.isin(["relaxed", "closed-form (relaxation)"])]
     assert (relaxed.gap_against == "relaxation").all()
+    assert (relaxed.certified_against == "LabeledArcs (relaxation of SemanticGraph)").all()
     assert relaxed.feasibility.max() > 1e-3  # the unique-label rows are violated somewhere
     assert (table[table.solver == "closed-form (relaxation)"].gap.abs() < 1e-9).all()
     assert table[table.solver == "relaxed"].distance.max() > 1e-3

@@ -9,7 +9,9 @@ per instance and solver,
 
 - ``distance``: :math:`\|p - p^\star\|_2`;
 - ``gap``: the certificate the solver reports (against ``gap_against``: the polytope, or its
-  relaxation for the ``relaxed`` solver and for rows run on the relaxation);
+  relaxation for the ``relaxed`` solver and for rows run on the relaxation;
+  ``certified_against`` names it, as :attr:`ProjectionResult.certified_against` does:
+  ``"HeadSelection (relaxation of Arborescence)"``);
 - ``feasibility``: how far :math:`p` lies outside :math:`P`: the largest violation of the
   polytope's own constraints (``polytope.constraints``) when they use no auxiliary variable,
   otherwise the distance from :math:`p` to :math:`P` computed by the reference solver; 0 when
@@ -42,13 +44,14 @@ from spigot.polytopes import Arborescence, Budget, ProjectiveTree, SemanticGraph
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import InstanceSolver, Solver
 from spigot.solvers.registry import get_solver
+from spigot.solvers.result import certified_against
 
 TARGETS = ("scores", "spigot")
 
 #: Columns of the table :func:`projection_study` returns, in order.
 COLUMNS = (
     "family", "polytope", "size", "dim", "instance", "solver", "max_iter", "distance", "gap",
-    "gap_against", "feasibility", "time_s", "nit", "success", "reference_gap",
+    "gap_against", "certified_against", "feasibility", "time_s", "nit", "success", "reference_gap",
 )
 
 
@@ -346,6 +349,11 @@ def projection_study(
                         "distance": float(np.linalg.norm(p - star)),
                         "gap": float(result.gap),
                         "gap_against": _gap_against(entry, poly),
+                        "certified_against": (
+                            certified_against(poly.relaxation(), poly)
+                            if entry.on_relaxation
+                            else result.certified_against
+                        ),
                         "feasibility": outside(p),
                         "time_s": seconds,
                         "nit": int(result.nit),

@@ -12,7 +12,7 @@ import torch
 from spigot._batch import Array, Batch, as_batch, check_finite, to_tensor
 from spigot.polytopes.base import Polytope
 from spigot.solvers.certificate import certificate_gap
-from spigot.solvers.result import CONVERGED, STATUS_MESSAGES, ProjectionResult
+from spigot.solvers.result import CONVERGED, STATUS_MESSAGES, ProjectionResult, certified_against
 
 
 def check_tol(tol: float) -> float:
@@ -63,8 +63,12 @@ def assemble(
     message: list[str],
     active_set: list[np.ndarray] | None = None,
     weights: list[np.ndarray] | None = None,
+    relaxes: Polytope | None = None,
 ) -> ProjectionResult:
     """Build a :class:`ProjectionResult` from flat per-instance outcomes, certifying ``p``.
+
+    The certificate is measured against ``polytope``; pass ``relaxes`` when ``polytope`` is
+    the relaxation of that structure, so that the result says so.
 
     ``p`` is ``(B, *event_shape)`` (any device); the certificate is computed here with one
     batched MAP call so that every solver reports it the same way. ``active_set`` entries are
@@ -87,6 +91,7 @@ def assemble(
         message=tuple(message),
         active_set=vertices,
         weights=weights if active_set is not None else None,
+        certified_against=certified_against(polytope, relaxes),
     )
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import dataclasses
+
 import torch
 
 from spigot._batch import Array, as_batch
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solver, assemble
 from spigot.solvers.registry import get_solver, register_solver
-from spigot.solvers.result import CONVERGED, ProjectionResult
+from spigot.solvers.result import CONVERGED, ProjectionResult, certified_against
 
 #: ``fn(polytope, x (B, *event), lengths (B,) or None) -> p (B, *event)``, torch; ``p`` must lie
 #: in ``polytope.relaxation()``.
@@ -43,7 +45,8 @@ class Relaxed(Solver):
     that procedure is applied; otherwise ``inner`` projects onto ``polytope.relaxation()``. The
     result is generally *not* in the polytope itself; its certificate ``gap`` is measured
     against the relaxation (so it is positive when a registered procedure is not the Euclidean
-    projection onto it).
+    projection onto it), and ``certified_against`` says so:
+    ``"HeadSelection (relaxation of Arborescence)"``.
 
     Parameters
     ----------
@@ -62,11 +65,13 @@ class Relaxed(Solver):
 
     def run(self, polytope: Polytope, x: Array, lengths: Array | None = None) -> ProjectionResult:
         procedure = relaxed_projection_for(polytope)
+        relaxation = polytope.relaxation()
         if procedure is None:
-            return self.inner.run(polytope.relaxation(), x, lengths)
+            result = self.inner.run(relaxation, x, lengths)
+            return dataclasses.replace(result, certified_against=certified_against(relaxation, polytope))
         batch = as_batch(polytope, x, lengths, name="x")
         with torch.no_grad():
             p = procedure(polytope, batch.values, batch.lengths)
         size = batch.size
         message = [f"{type(polytope).__name__} reference procedure (no iterations)"] * size
-        return assemble(polytope.relaxation(), batch, p, [0] * size, [CONVERGED] * size, message)
+        return assemble(relaxation, batch, p, [0] * size, [CONVERGED] * size, message, relaxes=polytope)
