@@ -70,6 +70,7 @@ from spigot.autodiff._common import (
 )
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solver
+from spigot.solvers.compatibility import check_compatible
 from spigot.solvers.registry import get_solver
 
 #: What the forward pass of SPIGOT-CE/EG returns.
@@ -122,7 +123,7 @@ class _SpigotCEFunction(torch.autograd.Function):
         g = grad_out.reshape(mu.shape)
         target = mu - step_sizes(g, ctx.eta, ctx.threshold) * g
         result = ctx.solver.run(ctx.polytope, target, ctx.lengths)
-        handle_failure(result, ctx.on_failure, "SPIGOT-CE backward")
+        handle_failure(result, ctx.on_failure, "SPIGOT-CE backward", ctx.solver)
         grad_scores = _finish(ctx, mu - result.x, mask, grad_out.shape)
         return grad_scores, None, None, None, None, None, None, None
 
@@ -200,7 +201,7 @@ def spigot_ce(
     """
     check_polytope(polytope)
     require_marginals(polytope, "SPIGOT-CE")
-    resolved = get_solver(solver, **solver_options)
+    resolved = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT-CE")
     eta, threshold = check_eta(eta), check_threshold(threshold)
     on_failure = check_on_failure(on_failure)
     output = check_choice(output, OUTPUTS, "output")
@@ -254,7 +255,7 @@ class SpigotCE(torch.nn.Module):
         super().__init__()
         self.polytope = check_polytope(polytope)
         require_marginals(polytope, "SPIGOT-CE")
-        self.solver = get_solver(solver, **solver_options)
+        self.solver = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT-CE")
         self.eta = check_eta(eta)
         self.threshold = check_threshold(threshold)
         self.on_failure = check_on_failure(on_failure)

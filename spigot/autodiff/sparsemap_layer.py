@@ -60,6 +60,7 @@ from spigot.polytopes.base import Polytope
 from spigot.solvers.active_set import ActiveSet
 from spigot.solvers.base import InstanceSolver, Solver, host_arrays
 from spigot.solvers.exact import Exact
+from spigot.solvers.compatibility import check_compatible
 from spigot.solvers.registry import get_solver
 from spigot.solvers.relaxed import Relaxed
 
@@ -91,7 +92,7 @@ def vertex_solver(solver: Solver, polytope: Polytope) -> tuple[Solver, Polytope]
             return solver, polytope
         return ActiveSet(tol=solver.tol, max_iter=solver.max_iter, init=solver.init), polytope
     if isinstance(solver, InstanceSolver) and solver.vertex_based:
-        return solver, polytope
+        return check_compatible(solver, polytope, "SparseMAP"), polytope
     raise ValueError(
         f"SparseMAP differentiates through the active set of the projection, and solver "
         f"{solver!r} returns none; use 'exact', 'active-set', 'relaxed' or a Frank-Wolfe solver"
@@ -188,7 +189,7 @@ class _SparseMAPFunction(torch.autograd.Function):
         batch = as_batch(polytope, scores, lengths)
         values = batch.values.detach()
         result = solver.run(target_polytope, values, batch.lengths)
-        handle_failure(result, on_failure, "SparseMAP forward")
+        handle_failure(result, on_failure, "SparseMAP forward", solver)
         ctx.batch, ctx.result, ctx.target_polytope = batch, result, target_polytope
         return result.x.reshape(scores.shape)
 
@@ -267,7 +268,7 @@ def _apply(
     if isinstance(scores, np.ndarray):
         batch = as_batch(polytope, scores, lengths)
         result = solver.run(target_polytope, batch.values, batch.lengths)
-        handle_failure(result, on_failure, "SparseMAP forward")
+        handle_failure(result, on_failure, "SparseMAP forward", solver)
         return batch.restore(result.x)
     return _SparseMAPFunction.apply(scores, polytope, solver, target_polytope, lengths, on_failure)
 

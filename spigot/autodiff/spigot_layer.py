@@ -43,6 +43,7 @@ from spigot.autodiff._common import (
 )
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solver
+from spigot.solvers.compatibility import check_compatible
 from spigot.solvers.registry import get_solver
 
 
@@ -68,7 +69,7 @@ class _SpigotFunction(torch.autograd.Function):
         eta_b = step_sizes(g, ctx.eta, ctx.threshold)
         target = z - eta_b * g
         result = project_warm(ctx.solver, ctx.polytope, target, ctx.lengths, init=z)
-        handle_failure(result, ctx.on_failure, "SPIGOT backward")
+        handle_failure(result, ctx.on_failure, "SPIGOT backward", ctx.solver)
         grad_scores = z - result.x
         return grad_scores.reshape(grad_z.shape), None, None, None, None, None, None
 
@@ -113,7 +114,7 @@ def spigot(
     without gradient).
     """
     check_polytope(polytope)
-    resolved = get_solver(solver, **solver_options)
+    resolved = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT")
     eta = check_eta(eta)
     threshold = check_threshold(threshold)
     on_failure = check_on_failure(on_failure)
@@ -139,7 +140,7 @@ class SPIGOT(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.polytope = check_polytope(polytope)
-        self.solver = get_solver(solver, **solver_options)
+        self.solver = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT")
         self.eta = check_eta(eta)
         self.threshold = check_threshold(threshold)
         self.on_failure = check_on_failure(on_failure)

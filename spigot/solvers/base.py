@@ -49,6 +49,10 @@ class Solver(ABC):
         """Whether this solver can run on ``polytope`` (default: always)."""
         return True
 
+    def requirement(self, polytope: Polytope) -> str:
+        """Why :meth:`supports` is false for ``polytope``: what the solver needs that it lacks."""
+        return f"{type(polytope).__name__} lacks what this solver needs"
+
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({options})"

@@ -57,6 +57,12 @@ class ClosedFormSolver(Solver):
     def supports(self, polytope: Polytope) -> bool:
         return closed_form_for(polytope) is not None
 
+    def requirement(self, polytope: Polytope) -> str:
+        return (
+            f"no closed-form projection is registered for {type(polytope).__name__} (closed forms "
+            f"exist for {sorted(t.__name__ for t in _CLOSED_FORMS)}; a subclass never inherits one)"
+        )
+
     def run(self, polytope: Polytope, x: Array, lengths: Array | None = None) -> ProjectionResult:
         fn = closed_form_for(polytope)
         if fn is None:

@@ -60,6 +60,12 @@ class CvxpyQP(Solver):
     def supports(self, polytope: Polytope) -> bool:
         return polytope.supports("constraints")
 
+    def requirement(self, polytope: Polytope) -> str:
+        return (
+            f"{type(polytope).__name__} does not define constraints(var), the cvxpy constraints "
+            "of its polytope that the 'cvxpy' solver needs"
+        )
+
     def problem(
         self, polytope: Polytope, shape: tuple[int, ...]
     ) -> tuple[cp.Problem, cp.Parameter, cp.Parameter, cp.Variable]:

@@ -63,6 +63,13 @@ class Relaxed(Solver):
     def __init__(self, inner: Any = "exact", inner_options: dict[str, Any] | None = None) -> None:
         self.inner = get_solver(inner, **(inner_options or {}))
 
+    def supports(self, polytope: Polytope) -> bool:
+        return relaxed_projection_for(polytope) is not None or self.inner.supports(polytope.relaxation())
+
+    def requirement(self, polytope: Polytope) -> str:
+        relaxation = polytope.relaxation()
+        return f"its inner solver {self.inner.name!r} on the relaxation: {self.inner.requirement(relaxation)}"
+
     def run(self, polytope: Polytope, x: Array, lengths: Array | None = None) -> ProjectionResult:
         procedure = relaxed_projection_for(polytope)
         relaxation = polytope.relaxation()
