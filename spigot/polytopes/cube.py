@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import itertools
 
-import cvxpy as cp
 import numpy as np
 import torch
 
+from spigot._lazy import LazyModule
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.simplex import _prefix_mask
+
+cp = LazyModule("cvxpy")
 
 
 class UnitCube(Polytope):

@@ -32,11 +32,13 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
+from spigot._lazy import LazyModule
 from spigot.polytopes._word_graphs import arc_mask
 from spigot.polytopes.factor_graph import FactorGraphPolytope
 from spigot.polytopes.factors import FactorGraph
+
+optimize = LazyModule("scipy.optimize")
 
 #: Largest ``vertices x entries`` array :meth:`LabeledArcs.vertices` builds.
 MAX_VERTEX_ENTRIES = 2**24
@@ -254,6 +256,6 @@ def _positive_assignment(gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return rows, picks
     cols = np.flatnonzero(positive.any(axis=0))
     weights = np.where(positive[np.ix_(rows, cols)], gains[np.ix_(rows, cols)], 0.0)
-    r, c = linear_sum_assignment(weights, maximize=True)
+    r, c = optimize.linear_sum_assignment(weights, maximize=True)
     keep = weights[r, c] > 0
     return rows[r[keep]], cols[c[keep]]

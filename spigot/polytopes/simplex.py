@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import itertools
 
-import cvxpy as cp
 import numpy as np
 import torch
 
+from spigot._lazy import LazyModule
 from spigot.polytopes.base import Polytope
+
+cp = LazyModule("cvxpy")
 
 
 def _one_hot_argmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

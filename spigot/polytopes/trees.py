@@ -23,12 +23,11 @@ paper, has a closed-form projection.
 
 from __future__ import annotations
 
-import cvxpy as cp
 import numpy as np
 import torch
 
+from spigot._lazy import LazyModule
 from spigot.polytopes import _tree_enumeration as enumeration
-from spigot.polytopes import _tree_kernels as kernels
 from spigot.polytopes._tree_marginals import (
     eisner_marginals,
     matrix_tree_marginals,
@@ -36,6 +35,10 @@ from spigot.polytopes._tree_marginals import (
 )
 from spigot.polytopes._word_graphs import arc_mask, host_lengths, host_scores
 from spigot.polytopes.base import Polytope
+
+cp = LazyModule("cvxpy")
+#: The numba-compiled MAP kernels, compiled (or loaded from numba's cache) at first use.
+kernels = LazyModule("spigot.polytopes._tree_kernels")
 
 
 def _check_flag(value: bool, name: str) -> bool:

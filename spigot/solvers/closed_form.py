@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from spigot._batch import Array, as_batch
+from spigot._lazy import LazyModule
 from spigot.polytopes import Budget, HeadSelection, Polytope, ProductOfSimplices, Simplex, UnitCube
 from spigot.polytopes._word_graphs import arc_mask, host_lengths, host_scores
-from spigot.solvers._simplex_kernel import head_selection_projections
 from spigot.solvers.base import Solver, assemble
 from spigot.solvers.projections import (
     jvp_sum_constrained,
@@ -25,6 +25,9 @@ from spigot.solvers.projections import (
 )
 from spigot.solvers.registry import register_solver
 from spigot.solvers.result import CONVERGED, ProjectionResult
+
+#: The numba-compiled head-selection kernel, compiled (or loaded from numba's cache) at first use.
+kernel = LazyModule("spigot.solvers._simplex_kernel")
 
 #: ``fn(polytope, x (B, *event), lengths (B,) or None) -> p (B, *event)``, torch, differentiable.
 ClosedForm = Callable[[Polytope, torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -97,7 +100,7 @@ class _HeadSelectionProjection(torch.autograd.Function):
         if x.device.type == "cpu":
             values = host_scores(x)
             out = np.zeros_like(values)
-            head_selection_projections(values, host_lengths(lengths, batch, size - 1), out)
+            kernel.head_selection_projections(values, host_lengths(lengths, batch, size - 1), out)
             p = torch.from_numpy(out).to(x.dtype)
         else:
             valid = arc_mask(lengths, size, batch, x.device).transpose(-1, -2)

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import cvxpy as cp
 import numpy as np
 
 from spigot._batch import Array, as_batch
+from spigot._lazy import LazyModule
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solver, assemble, check_max_iter, check_tol
 from spigot.solvers.registry import register_solver
 from spigot.solvers.result import CONVERGED, FAILED, STALLED, ProjectionResult
+
+cp = LazyModule("cvxpy")
 
 
 @register_solver("cvxpy")

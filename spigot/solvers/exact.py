@@ -15,7 +15,7 @@ from spigot.polytopes.base import Polytope
 from spigot.solvers.active_set import ActiveSet
 from spigot.solvers.base import Solver
 from spigot.solvers.closed_form import ClosedFormSolver
-from spigot.solvers.registry import get_solver, register_solver
+from spigot.solvers.registry import get_solver, register_solver, solver_options
 from spigot.solvers.result import ProjectionResult
 
 _PREFERRED: dict[type[Polytope], tuple[str, dict[str, Any]]] = {}
@@ -26,7 +26,9 @@ def register_exact_solver(polytope_type: type[Polytope], solver: str, **options:
 
     Register only a solver that is exact on that family and faster there than active-set.
     """
-    get_solver(solver, **options)  # fail now on an unknown name or option
+    unknown = sorted(set(options) - set(solver_options(solver)))  # an unknown name raises here
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for solver {solver!r}; valid options: {solver_options(solver)}")
     _PREFERRED[polytope_type] = (solver, dict(options))
 
 

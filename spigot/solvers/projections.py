@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from spigot._batch import Array, check_finite, to_tensor
-from spigot.solvers._simplex_kernel import simplex_projections
+from spigot._lazy import LazyModule
 
 __all__ = [
     "project_box",
@@ -43,6 +43,9 @@ __all__ = [
     "project_product_of_simplices",
     "project_simplex",
 ]
+
+#: The numba-compiled simplex kernel, compiled (or loaded from numba's cache) at first use.
+kernel = LazyModule("spigot.solvers._simplex_kernel")
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -95,7 +98,7 @@ def _cpu_rows(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[np.ndarray, n
 def _cpu_projection(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     values, flags, masked = _cpu_rows(x, mask)
     out = np.empty_like(values)
-    simplex_projections(values, flags, masked, out)
+    kernel.simplex_projections(values, flags, masked, out)
     return torch.from_numpy(out).to(x.dtype).reshape(x.shape)
 
 
