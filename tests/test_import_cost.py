@@ -1,7 +1,7 @@
 """``import spigot`` stays light: heavy dependencies are imported at first use, not eagerly.
 
 Checked in a fresh interpreter through ``sys.modules`` (not by timing, which the machine's load
-decides); the measured import time is in docs/benchmarks.md.
+decides).
 """
 
 from __future__ import annotations
