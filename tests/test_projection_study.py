@@ -46,7 +46,8 @@ def test_the_table_has_one_row_per_size_instance_and_solver(table):
     assert table.max_iter.isna().all()
     assert len(table) == 2 * 2 * len(SMALL_SOLVERS)
     assert set(table.solver) == {s.label for s in SMALL_SOLVERS}
-    assert (table.time_s > 0).all() and (table.time_iqr_s >= 0).all() and (table.repeats == 5).all()
+    assert (table.time_s > 0).all() and (table.time_iqr_s >= 0).all()
+    assert table.repeats.between(1, 5).all() and (table[table.time_s < 1e-3].repeats == 5).all()
     assert set(table.polytope) == {"SemanticGraph(n_labels=2, unique_labels=(0,))",
                                    "SemanticGraph(n_labels=3, unique_labels=(0, 1))"}
 
@@ -166,7 +167,7 @@ def test_a_users_structure_is_studied_through_from_polytope():
     # MAP-only: no closed form, no cvxpy, no relaxation; the MAP-only solvers remain
     assert [s.label for s in family.solvers] == ["active-set", "pairwise-frank-wolfe", "away-frank-wolfe", "frank-wolfe"]
     table = projection_study(family, n_instances=2, budgets=[1, 200], repeats=3, seed=2)
-    assert set(table["size"]) == {"axis0=4", "axis0=6"} and (table.repeats == 3).all()
+    assert set(table["size"]) == {"axis0=4", "axis0=6"} and table.repeats.between(1, 3).all()
     assert set(table.certified_against) == {"ExactlyTwo"}
     # the reference is the exact projection: compare it with the hull of the vertices, brute force
     rng = np.random.default_rng(2)

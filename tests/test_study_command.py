@@ -85,7 +85,7 @@ def test_a_users_structure_from_a_module_and_the_summary_is_short(tmp_path, caps
     assert "ExactlyTwo [axis0=6]: " in out
     table = pd.read_csv(tmp_path / "study.csv")
     assert set(table.family) == {"ExactlyTwo"} and set(table["size"]) == {"axis0=4", "axis0=6"}
-    assert (table.repeats == 2).all() and set(table.certified_against) == {"ExactlyTwo"}
+    assert table.repeats.between(1, 2).all() and set(table.certified_against) == {"ExactlyTwo"}
     assert (tmp_path / "ExactlyTwo.png").exists()
 
 

@@ -17,7 +17,8 @@ per instance and solver,
   otherwise the distance from :math:`p` to :math:`P` computed by the reference solver; 0 when
   :math:`p \in P`;
 - ``time_s``: wall-clock seconds of the solver's ``run`` (certificate included): the median of
-  ``repeats`` timed runs after one untimed warm-up run on the same instance, and ``time_iqr_s``
+  up to ``repeats`` timed runs after one untimed warm-up run on the same instance (fewer once
+  they add up to :data:`REPEAT_BUDGET_S`; column ``repeats`` counts them), and ``time_iqr_s``
   their interquartile range; ``nit`` and ``success``;
 - ``reference_gap``: the reference's own certificate, which bounds its error:
   :math:`\|p^\star - \Pi_P(x)\|^2 \le` ``reference_gap``.
@@ -48,6 +49,9 @@ from spigot.solvers.registry import get_solver
 from spigot.solvers.result import certified_against
 
 TARGETS = ("scores", "spigot")
+#: A solver stops repeating its timed runs on an instance once they add up to this many seconds:
+#: long runs vary little relative to their length, and repeating them would dominate the study.
+REPEAT_BUDGET_S = 0.05
 
 #: Columns of the table :func:`projection_study` returns, in order.
 COLUMNS = (
@@ -426,8 +430,9 @@ def projection_study(
     seed
         Seed of the random instances.
     repeats
-        Timed runs of every solver on every instance, after one untimed warm-up run (which
-        absorbs compilation, caches and first-touch costs); ``time_s`` is their median and
+        Most timed runs of every solver on every instance, after one untimed warm-up run (which
+        absorbs compilation, caches and first-touch costs); a solver stops earlier once its
+        timed runs add up to :data:`REPEAT_BUDGET_S`. ``time_s`` is their median and
         ``time_iqr_s`` their interquartile range.
 
     Returns
@@ -482,7 +487,7 @@ def projection_study(
                         "feasibility": outside(p),
                         "time_s": float(np.median(seconds)),
                         "time_iqr_s": float(np.subtract(*np.percentile(seconds, [75, 25]))),
-                        "repeats": repeats,
+                        "repeats": len(seconds),
                         "nit": int(result.nit),
                         "success": bool(result.success),
                         "reference_gap": float(reference.gap),
@@ -637,14 +642,15 @@ def _project(solver: Solver, poly: Polytope, x: np.ndarray, on_relaxation: bool)
 
 
 def _times(solver: Solver, poly: Polytope, x: np.ndarray, on_relaxation: bool, repeats: int) -> np.ndarray:
-    """Wall-clock seconds of ``repeats`` runs of ``solver`` on ``x`` (run once before, untimed)."""
+    """Wall-clock seconds of up to ``repeats`` runs of ``solver`` on ``x`` (run once before, untimed),
+    stopping once they add up to :data:`REPEAT_BUDGET_S`."""
     where = poly.relaxation() if on_relaxation else poly
-    seconds = np.empty(repeats)
-    for i in range(repeats):
+    seconds = []
+    while len(seconds) < repeats and sum(seconds) < REPEAT_BUDGET_S:
         start = time.perf_counter()
         solver.run(where, x)
-        seconds[i] = time.perf_counter() - start
-    return seconds
+        seconds.append(time.perf_counter() - start)
+    return np.array(seconds)
 
 
 def _gap_against(entry: StudySolver, poly: Polytope) -> str:

@@ -155,8 +155,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=DEFAULT_REPEATS,
         metavar="R",
-        help=f"timed runs per solver and instance after one warm-up run; times are their median "
-        f"and interquartile range (default {DEFAULT_REPEATS})",
+        help=f"most timed runs per solver and instance after one warm-up run (fewer once they add "
+        f"up to 50 ms); times are their median and interquartile range (default {DEFAULT_REPEATS})",
     )
     parser.add_argument("--threads", type=positive_int, default=1, metavar="T", help="torch threads (default 1)")
     parser.add_argument(
