@@ -1,8 +1,8 @@
 """Simplex projection against entmax: ``spigot bench --only simplex``.
 
 The measurement lives in ``spigot.experiments.benchmarks``; this script runs that section and
-rewrites its part of docs/benchmarks.md. Further options are those of ``spigot bench``
-(``--quick``, ``--rounds``, ``--threads``, ``--output``, ``--no-write``, ``--json``)::
+prints its ratios (``--output docs/benchmarks.md`` rewrites its part of the page). Further options are those of ``spigot bench``
+(``--quick``, ``--rounds``, ``--threads``, ``--output``, ``--json``)::
 
     .venv/bin/python benchmarks/bench_simplex.py [OPTIONS]
 """

@@ -1,8 +1,8 @@
 """The semantic-graph projection-error study: ``spigot bench --only semantic-graphs``.
 
 The measurement lives in ``spigot.experiments.benchmarks``; this script runs that section and
-rewrites its part of docs/benchmarks.md. Further options are those of ``spigot bench``
-(``--quick``, ``--rounds``, ``--threads``, ``--output``, ``--no-write``, ``--json``)::
+prints its ratios (``--output docs/benchmarks.md`` rewrites its part of the page). Further options are those of ``spigot bench``
+(``--quick``, ``--rounds``, ``--threads``, ``--output``, ``--json``)::
 
     .venv/bin/python benchmarks/semantic_graph_study.py [OPTIONS]
 """

@@ -9,7 +9,7 @@ The library has three layers, each a subpackage:
 - :mod:`spigot.autodiff` -- torch autograd estimators for the argmax, SPIGOT first among them.
 """
 
-from spigot.errors import NumericalError, ProjectionError, UnsupportedOperation
+from spigot.errors import IncompatibleSolver, NumericalError, ProjectionError, UnsupportedOperation
 from spigot.autodiff import (
     ESTIMATORS,
     IMLE,
@@ -62,6 +62,7 @@ __all__ = [
     "FactorGraphPolytope",
     "HeadSelection",
     "IMLE",
+    "IncompatibleSolver",
     "LabeledArcs",
     "LocalPolytope",
     "Marginals",

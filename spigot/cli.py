@@ -4,11 +4,15 @@
   (latent dependency tree) comparing SPIGOT with the pipeline, straight-through and a few
   other estimators (the README's main job);
 - ``spigot experiment NAME --seeds N``: a registered experiment over methods and seeds, with
-  checkpoints, resuming, and its table written to ``docs/results.md``; runs under
+  checkpoints, resuming, and its table printed and written to ``RUN_DIR/results.md`` (the
+  documentation's ``docs/results.md`` only when named: ``--results docs/results.md``); runs under
   ``torchrun --nproc_per_node P -m spigot experiment ...`` for data-parallel training;
 - ``spigot study``: the projection-error study (:mod:`spigot.experiments.study_command`);
-- ``spigot bench``: the benchmarks against the installed peers, rewriting
-  ``docs/benchmarks.md`` (:mod:`spigot.experiments.benchmarks.command`).
+- ``spigot bench``: the benchmarks against the installed peers, printing the ratios (and
+  rewriting a page only when named: ``--output docs/benchmarks.md``)
+  (:mod:`spigot.experiments.benchmarks.command`).
+
+No command writes into ``docs/`` unless a path there is given on its command line.
 
 The built-in subcommands are listed in one table, :func:`builtin_commands`; each is a
 :class:`Command` (its name, one line of help, a function adding its arguments to an argparse
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from spigot.experiments.cli_types import Command, positive_int
 
@@ -33,8 +38,8 @@ DEMO_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sentiment", ("pipeline", "ste-i", "spigot", "sparsemap", "marginals", "imle")),
 )
 
-#: Where ``spigot experiment`` writes its tables by default.
-RESULTS_FILE = "docs/results.md"
+#: The file, inside ``--run-dir``, where ``spigot experiment`` writes its table by default.
+RESULTS_FILE = "results.md"
 
 
 _COMMANDS: dict[str, Command] = {}
@@ -230,9 +235,9 @@ def _configure_experiment(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--results",
-        default=RESULTS_FILE,
         metavar="FILE",
-        help=f"markdown file to write the table to (default {RESULTS_FILE})",
+        help=f"markdown file to write the table to, e.g. docs/results.md to update the "
+        f"documentation (default: {RESULTS_FILE} in --run-dir)",
     )
     parser.add_argument(
         "--no-results", action="store_true", help="print the table only; write no results file"
@@ -262,18 +267,20 @@ def _run_experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         print(report.table())
         print(f"\n({args.name}: {format_duration(report.seconds)})")
         if not args.no_results:
-            update_results_file(args.results, args.name, report.markdown_section())
-            print(f"table written to {args.results}")
+            results = args.results or str(Path(args.run_dir) / RESULTS_FILE)
+            update_results_file(results, args.name, report.markdown_section())
+            print(f"table written to {results}")
     return 0
 
 
 EXPERIMENT = Command(
     name="experiment",
-    help="run an experiment over methods and seeds; write its table to docs/results.md",
+    help="run an experiment over methods and seeds; print its table and write it to RUN_DIR/results.md",
     description=(
         "Run experiment NAME for every method and seeds 0..N-1, resuming finished and\n"
         "checkpointed runs under --run-dir, print the mean ± std table and write it to\n"
-        "--results. For data-parallel training on P processes:\n"
+        "--results (default RUN_DIR/results.md; --results docs/results.md updates the\n"
+        "documentation's page). For data-parallel training on P processes:\n"
         "  torchrun --standalone --nproc_per_node P -m spigot experiment NAME ..."
     ),
     configure=_configure_experiment,

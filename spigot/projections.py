@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from spigot._batch import Array, check_finite, check_lengths, to_tensor
-from spigot._simplex_kernel import head_selection_projections, simplex_projections
+from spigot._lazy import LazyModule
 from spigot._word_graphs import arc_mask, host_lengths, host_scores
 
 __all__ = [
@@ -47,6 +47,9 @@ __all__ = [
     "project_product_of_simplices",
     "project_simplex",
 ]
+
+#: The numba-compiled simplex kernel, compiled (or loaded from numba's cache) at first use.
+kernel = LazyModule("spigot._simplex_kernel")
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -111,7 +114,7 @@ def _cpu_rows(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[np.ndarray, n
 def _cpu_projection(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     values, flags, masked = _cpu_rows(x, mask)
     out = np.empty_like(values)
-    simplex_projections(values, flags, masked, out)
+    kernel.simplex_projections(values, flags, masked, out)
     return torch.from_numpy(out).to(x.dtype).reshape(x.shape)
 
 
@@ -374,7 +377,7 @@ class _HeadSelectionProjection(torch.autograd.Function):
         if x.device.type == "cpu":
             values = host_scores(x)
             out = np.zeros_like(values)
-            head_selection_projections(values, host_lengths(lengths, batch, size - 1), out)
+            kernel.head_selection_projections(values, host_lengths(lengths, batch, size - 1), out)
             p = torch.from_numpy(out).to(x.dtype)
         else:
             valid = arc_mask(lengths, size, batch, x.device).transpose(-1, -2)

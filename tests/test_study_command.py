@@ -16,7 +16,7 @@ def test_help_describes_every_option(capsys):
         cli.main(["study", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--polytope", "--sizes", "--full", "--solvers", "--budgets", "--instances", "--target", "--eta", "--seed", "--threads", "--output", "--no-plots"):
+    for option in ("--polytope", "--sizes", "--repeats", "module:Class", "--full", "--solvers", "--budgets", "--instances", "--target", "--eta", "--seed", "--threads", "--output", "--no-plots"):
         assert option in out, option
     for family in FAMILIES:
         assert family in out
@@ -27,7 +27,8 @@ def test_a_small_study_writes_its_csv_summary_and_plots(tmp_path, capsys):
     argv += ["--budgets", "1,20", "--solvers", "relaxed", "active-set", "cvxpy", "--output", str(tmp_path)]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "| family | size | solver | max_iter |" in out and "study finished in" in out
+    assert "arborescence [n_words=4]: " in out and "study finished in" in out
+    assert len(out.strip().splitlines()) <= 12
     table = pd.read_csv(tmp_path / "study.csv")
     assert list(table.columns) == list(COLUMNS)
     assert set(table.solver) == {"relaxed", "active-set", "cvxpy"}
@@ -50,7 +51,11 @@ def test_no_plots_and_two_families(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--polytope", "hypercube"], "invalid choice: 'hypercube'"),
+        (["--polytope", "hypercube"], "expected a family (arborescence, budget"),
+        (["--polytope", "polytope_cases:ExactlyTwo"], "--polytope polytope_cases:ExactlyTwo needs --sizes"),
+        (["--polytope", "no_such_module:Thing", "--sizes", "3"], "cannot import 'no_such_module'"),
+        (["--polytope", "polytope_cases:exactly_two_vertices", "--sizes", "3"], "has no Polytope subclass named 'exactly_two_vertices'"),
+        (["--repeats", "0"], "--repeats: expected a positive integer"),
         (["--polytope", "simplex", "budget", "--sizes", "10"], "--sizes needs exactly one --polytope"),
         (["--polytope", "simplex", "--sizes", "ten"], "expected a size such as 10 or 5x2"),
         (["--polytope", "simplex", "--sizes", "0"], "size entries must be positive"),
@@ -69,3 +74,34 @@ def test_bad_arguments_fail_with_a_message(argv, message, tmp_path, capsys):
         status = exit_info.code
     assert status != 0
     assert message in capsys.readouterr().err
+
+
+def test_a_users_structure_from_a_module_and_the_summary_is_short(tmp_path, capsys):
+    argv = ["study", "--polytope", "polytope_cases:ExactlyTwo", "--sizes", "4", "6", "--instances", "1"]
+    argv += ["--budgets", "1,30", "--repeats", "2", "--output", str(tmp_path)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) <= 12
+    assert "ExactlyTwo [axis0=6]: " in out
+    table = pd.read_csv(tmp_path / "study.csv")
+    assert set(table.family) == {"ExactlyTwo"} and set(table["size"]) == {"axis0=4", "axis0=6"}
+    assert table.repeats.between(1, 2).all() and set(table.certified_against) == {"ExactlyTwo"}
+    assert (tmp_path / "ExactlyTwo.png").exists()
+
+
+def test_the_custom_polytope_page_study_runs_from_its_file(tmp_path, capsys):
+    """The page's structure, saved as structures.py, studied with the command the page shows."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "custom-polytope.md").read_text()
+    (tmp_path / "structures.py").write_text(re.findall(r"```python\n(.*?)```", page, flags=re.S)[0])
+    command = re.search(r"spigot study --polytope structures.py:(\w+) (.*)", page)
+    assert command, "the page shows `spigot study --polytope structures.py:CLASS ...`"
+    argv = ["study", "--polytope", f"{tmp_path / 'structures.py'}:{command.group(1)}", "--sizes", "3x3", "4x4"]
+    argv += ["--instances", "1", "--budgets", "1,20", "--repeats", "1", "--no-plots", "--output", str(tmp_path / "out")]
+    assert cli.main(argv) == 0
+    table = pd.read_csv(tmp_path / "out" / "study.csv")
+    assert {"cvxpy", "active-set"} <= set(table.solver)
+    exact = table[(table.solver == "cvxpy") | ((table.solver == "active-set") & (table.max_iter == 20))]
+    assert (exact.distance < 1e-6).all()

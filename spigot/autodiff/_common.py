@@ -9,6 +9,7 @@ import warnings
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from spigot._batch import Batch, check_finite
@@ -25,7 +26,7 @@ from spigot.checks import (  # noqa: F401  (re-exported for the estimators)
 from spigot.errors import ProjectionError, ProjectionWarning, UnsupportedOperation
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solution, Solver, Start, check_closed_form
-from spigot.solvers.result import ProjectionResult
+from spigot.solvers.result import CONVERGED, ProjectionResult
 
 
 def check_polytope(polytope: Any) -> Polytope:
@@ -88,24 +89,58 @@ def project_in_backward(
     solution = solver.solve(polytope, flat, start if solver.warm_start else None)
     if solution.closed_form and certify:
         solution = check_closed_form(polytope, flat, solution)
-    handle_failure(solution, on_failure, where)
+    handle_failure(solution, on_failure, where, solver)
     return solution.p.to(device=target.device, dtype=target.dtype)
 
 
-def handle_failure(result: ProjectionResult | Solution, on_failure: str, where: str) -> None:
-    """Raise :class:`ProjectionError` (or warn) if some projection missed its tolerance."""
+def handle_failure(
+    result: ProjectionResult | Solution, on_failure: str, where: str, solver: Solver | None = None
+) -> None:
+    """Raise :class:`ProjectionError` (or warn) if some projection missed its tolerance.
+
+    The error carries, and its message states, the largest gap reached among the failed
+    instances, the iterations of that instance and the solver's ``tol``.
+    """
     if result.all_success:
         return
     failures = result.failures()
+    if isinstance(result, Solution):  # the solve core's flat outcome
+        success = np.array([code == CONVERGED for code in result.status])
+        gaps = np.full(len(success), np.nan) if result.gap is None else _host(result.gap).astype(np.float64)
+        nits = np.asarray(result.nit)
+    else:
+        success = np.asarray(_host(result.success)).reshape(-1)
+        gaps = np.asarray(_host(result.gap), dtype=np.float64).reshape(-1)
+        nits = np.asarray(_host(result.nit)).reshape(-1)
+    failed = np.flatnonzero(~success)
+    worst = int(failed[np.argmax(np.nan_to_num(gaps[failed], nan=-np.inf))])
+    gap, nit, tol = float(gaps[worst]), int(nits[worst]), solver_tol(solver)
+    reached = f"gap reached {gap:.3e} after {nit} iteration(s)"
+    reached += f" against tol {tol:.1e} (times max(1, ||x - p||_1))" if tol is not None else ""
     text = (
-        f"{where}: {len(failures)} projection(s) did not reach the solver's tolerance: "
+        f"{where}: {len(failures)} projection(s) did not reach the solver's tolerance "
+        f"(worst: instance {worst}, {reached}): "
         + "; ".join(failures[:3])
         + ("; ..." if len(failures) > 3 else "")
         + ". Loosen tol, raise max_iter, choose another solver, or pass on_failure='warn'."
     )
     if on_failure == "raise":
-        raise ProjectionError(text)
+        raise ProjectionError(text, gap=gap, tol=tol, nit=nit, instances=tuple(int(i) for i in failed))
     warnings.warn(text, ProjectionWarning, stacklevel=3)
+
+
+def solver_tol(solver: Solver | None) -> float | None:
+    """The tolerance ``tol`` of ``solver`` (of its inner solver for ``relaxed``), or ``None``."""
+    while solver is not None:
+        tol = getattr(solver, "tol", None)
+        if tol is not None:
+            return float(tol)
+        solver = getattr(solver, "inner", None)
+    return None
+
+
+def _host(values: Any) -> Any:
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
 
 
 def padding_mask(batch: Batch) -> torch.Tensor | None:

@@ -99,6 +99,7 @@ from spigot.autodiff._common import (
 )
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solver
+from spigot.solvers.compatibility import check_compatible
 from spigot.solvers.registry import get_solver
 
 #: What the forward pass of SPIGOT-CE/EG returns.
@@ -277,7 +278,7 @@ def spigot_ce(
     check_polytope(polytope)
     kind = resolve_marginals(polytope, marginals, "SPIGOT-CE")
     certify = check_certify(certify)
-    resolved = get_solver(solver, **solver_options)
+    resolved = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT-CE")
     eta, threshold = check_eta(eta), check_threshold(threshold)
     on_failure = check_on_failure(on_failure)
     output = check_choice(output, OUTPUTS, "output")
@@ -345,7 +346,7 @@ class SpigotCE(torch.nn.Module):
         self.polytope = check_polytope(polytope)
         self.marginals = resolve_marginals(polytope, marginals, "SPIGOT-CE")
         self.certify = check_certify(certify)
-        self.solver = get_solver(solver, **solver_options)
+        self.solver = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT-CE")
         self.eta = check_eta(eta)
         self.threshold = check_threshold(threshold)
         self.on_failure = check_on_failure(on_failure)

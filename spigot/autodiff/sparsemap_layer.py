@@ -66,6 +66,7 @@ from spigot.solvers import _cholesky
 from spigot.solvers.active_set import _PIVOT_EPS, ActiveSet, ActiveSetState
 from spigot.solvers.base import InstanceSolver, Solver
 from spigot.solvers.exact import Exact
+from spigot.solvers.compatibility import check_compatible
 from spigot.solvers.registry import get_solver
 from spigot.solvers.relaxed import Relaxed
 
@@ -101,7 +102,7 @@ def vertex_solver(solver: Solver, polytope: Polytope) -> tuple[Solver, Polytope]
             return solver, polytope
         return ActiveSet(tol=solver.tol, max_iter=solver.max_iter, max_time=solver.max_time, init=solver.init), polytope
     if isinstance(solver, InstanceSolver) and solver.vertex_based:
-        return solver, polytope
+        return check_compatible(solver, polytope, "SparseMAP"), polytope
     raise ValueError(
         f"SparseMAP differentiates through the active set of the projection, and solver "
         f"{solver!r} returns none; use 'exact', 'active-set', 'relaxed' or a Frank-Wolfe solver"
@@ -292,7 +293,7 @@ class _SparseMAPFunction(torch.autograd.Function):
         batch = as_batch(polytope, scores, lengths)
         batch = replace(batch, values=batch.values.detach())
         solution = solver.solve(target_polytope, batch)
-        handle_failure(solution, on_failure, "SparseMAP forward")
+        handle_failure(solution, on_failure, "SparseMAP forward", solver)
         ctx.batch, ctx.solution, ctx.target_polytope = batch, solution, target_polytope
         return solution.p.to(scores.dtype).reshape(scores.shape)
 
@@ -372,7 +373,7 @@ def _apply(
     if isinstance(scores, np.ndarray):
         batch = as_batch(polytope, scores, lengths)
         solution = solver.solve(target_polytope, batch)
-        handle_failure(solution, on_failure, "SparseMAP forward")
+        handle_failure(solution, on_failure, "SparseMAP forward", solver)
         return batch.restore(solution.p)
     return _SparseMAPFunction.apply(scores, polytope, solver, target_polytope, lengths, on_failure)
 

@@ -49,6 +49,7 @@ from spigot.autodiff._common import (
 )
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solver, vertex_starts
+from spigot.solvers.compatibility import check_compatible
 from spigot.solvers.registry import get_solver
 
 
@@ -128,7 +129,7 @@ def spigot(
     without gradient).
     """
     check_polytope(polytope)
-    resolved = get_solver(solver, **solver_options)
+    resolved = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT")
     eta = check_eta(eta)
     threshold = check_threshold(threshold)
     on_failure = check_on_failure(on_failure)
@@ -156,7 +157,7 @@ class SPIGOT(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.polytope = check_polytope(polytope)
-        self.solver = get_solver(solver, **solver_options)
+        self.solver = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT")
         self.eta = check_eta(eta)
         self.threshold = check_threshold(threshold)
         self.on_failure = check_on_failure(on_failure)

@@ -1,7 +1,7 @@
 r"""How far each projection solver lands from the exact projection, on random instances.
 
-A *family* (:class:`StudyFamily`, registered in :data:`FAMILIES`) says which polytope an
-instance size gives, which solvers to compare on it and which exact solver gives the
+A *family* (:class:`StudyFamily`, registered in :data:`FAMILIES`, or built for any structure
+with :meth:`StudyFamily.from_polytope`) says which polytope an instance size gives, which solvers to compare on it and which exact solver gives the
 reference. For every size of a family, :func:`projection_study` draws random targets
 :math:`x` (scores, or SPIGOT's :math:`\mathrm{map}(s) - \eta g`), computes the exact
 projection :math:`p^\star = \Pi_P(x)` with the reference solver, runs every solver and reports,
@@ -9,13 +9,17 @@ per instance and solver,
 
 - ``distance``: :math:`\|p - p^\star\|_2`;
 - ``gap``: the certificate the solver reports (against ``gap_against``: the polytope, or its
-  relaxation for the ``relaxed`` solver and for rows run on the relaxation);
+  relaxation for the ``relaxed`` solver and for rows run on the relaxation;
+  ``certified_against`` names it, as :attr:`ProjectionResult.certified_against` does:
+  ``"HeadSelection (relaxation of Arborescence)"``);
 - ``feasibility``: how far :math:`p` lies outside :math:`P`: the largest violation of the
   polytope's own constraints (``polytope.constraints``) when they use no auxiliary variable,
   otherwise the distance from :math:`p` to :math:`P` computed by the reference solver; 0 when
   :math:`p \in P`;
-- ``time_s``: wall-clock seconds of the solver's ``run`` (certificate included), ``nit`` and
-  ``success``;
+- ``time_s``: wall-clock seconds of the solver's ``run`` (certificate included): the median of
+  up to ``repeats`` timed runs after one untimed warm-up run on the same instance (fewer once
+  they add up to :data:`REPEAT_BUDGET_S`; column ``repeats`` counts them), and ``time_iqr_s``
+  their interquartile range; ``nit`` and ``success``;
 - ``reference_gap``: the reference's own certificate, which bounds its error:
   :math:`\|p^\star - \Pi_P(x)\|^2 \le` ``reference_gap``.
 
@@ -42,13 +46,18 @@ from spigot.polytopes import Arborescence, Budget, ProjectiveTree, SemanticGraph
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import InstanceSolver, Solver
 from spigot.solvers.registry import get_solver
+from spigot.solvers.result import certified_against
 
 TARGETS = ("scores", "spigot")
+#: A solver stops repeating its timed runs on an instance once they add up to this many seconds:
+#: long runs vary little relative to their length, and repeating them would dominate the study.
+REPEAT_BUDGET_S = 0.05
 
 #: Columns of the table :func:`projection_study` returns, in order.
 COLUMNS = (
     "family", "polytope", "size", "dim", "instance", "solver", "max_iter", "distance", "gap",
-    "gap_against", "feasibility", "time_s", "nit", "success", "reference_gap",
+    "gap_against", "certified_against", "feasibility", "time_s", "time_iqr_s", "repeats", "nit", "success",
+    "reference_gap",
 )
 
 
@@ -141,6 +150,81 @@ class StudyFamily:
     def size_label(self, size: tuple[int, ...]) -> str:
         """``"n_words=5, n_labels=2"``."""
         return ", ".join(f"{name}={value}" for name, value in zip(self.size_names, size))
+
+    @classmethod
+    def from_polytope(
+        cls,
+        polytope: Polytope | type[Polytope] | Callable[[tuple[int, ...]], Polytope],
+        sizes: Sequence[Sequence[int]],
+        *,
+        shape: Callable[[tuple[int, ...]], tuple[int, ...]] | None = None,
+        size_names: Sequence[str] | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        solvers: Sequence[StudySolver] | None = None,
+        reference: StudySolver | None = None,
+        baseline: str = "active-set",
+        full_sizes: Sequence[Sequence[int]] | None = None,
+    ) -> "StudyFamily":
+        """A family for any structure, such as a user's :class:`~spigot.polytopes.Polytope` subclass.
+
+        Parameters
+        ----------
+        polytope
+            A polytope instance (used at every size), a :class:`Polytope` subclass (built once
+            with no arguments: sizes come from the scores) or a function ``size -> polytope``.
+        sizes
+            The sizes to study. By default a size *is* the event shape of one instance
+            (``(5, 5)`` for 5 x 5 matrices); give ``shape`` when it is not.
+        shape
+            ``size -> event shape`` of one instance (default: the size itself).
+        size_names
+            Names of a size's integers (default ``axis0, axis1, ...``).
+        name, description
+            The family's name in the table (default: the polytope's class name) and one line
+            about it.
+        solvers
+            The solvers to compare (default: :func:`default_solvers`, every registered solver
+            that supports the structure).
+        reference
+            The exact solver giving :math:`p^\\star` (default: ``active-set`` at ``tol=1e-12``,
+            which needs only ``map_one``).
+        baseline
+            The solver label that times are divided by (default ``active-set``).
+        full_sizes
+            The grid of ``--full`` (default: ``sizes``).
+
+        Raises
+        ------
+        ValueError
+            No size, sizes of different lengths, a ``polytope`` that is not one, or a
+            ``baseline`` that is not among the solvers.
+        """
+        make = _polytope_factory(polytope)
+        grid = tuple(tuple(int(v) for v in size) for size in sizes)
+        if not grid:
+            raise ValueError("sizes must hold at least one size, e.g. [(5, 5)]")
+        names = tuple(size_names) if size_names is not None else tuple(f"axis{i}" for i in range(len(grid[0])))
+        probe = make(grid[0])
+        family = cls(
+            name=name or type(probe).__name__,
+            description=description or f"{type(probe).__name__} (a user's structure)",
+            size_names=names,
+            make=make,
+            shape=shape or (lambda size: tuple(size)),
+            sizes=grid,
+            full_sizes=tuple(tuple(size) for size in full_sizes) if full_sizes is not None else grid,
+            solvers=tuple(solvers) if solvers is not None else default_solvers(probe),
+            reference=reference or StudySolver("reference", "active-set", {"tol": 1e-12, "max_iter": 5000}),
+            baseline=baseline,
+        )
+        for size in family.sizes + family.full_sizes:
+            family.check_size(size)
+        if baseline not in {s.label for s in family.solvers}:
+            raise ValueError(
+                f"baseline {baseline!r} is not among the solvers {[s.label for s in family.solvers]}"
+            )
+        return family
 
     def solver(self, label: str) -> StudySolver:
         """The default solver with this label."""
@@ -262,6 +346,49 @@ FAMILIES: dict[str, StudyFamily] = {
 }
 
 
+def default_solvers(polytope: Polytope) -> tuple[StudySolver, ...]:
+    """Every study solver that supports ``polytope``: ``closed-form`` and ``cvxpy`` where it has the
+    hooks, ``relaxed`` where its relaxation differs from it, ``active-set`` and the Frank-Wolfe
+    family always (capped at 500 iterations)."""
+    candidates = [
+        StudySolver("closed-form", "closed-form"),
+        StudySolver("relaxed", "relaxed"),
+        StudySolver("cvxpy", "cvxpy"),
+        StudySolver("active-set", "active-set"),
+        *_FRANK_WOLFE,
+    ]
+    chosen = []
+    for entry in candidates:
+        if entry.solver == "relaxed" and polytope.relaxation() is polytope:
+            continue
+        if entry.solver in ("closed-form", "cvxpy", "relaxed") and not entry.build().supports(polytope):
+            continue
+        chosen.append(entry)
+    return tuple(chosen)
+
+
+def _polytope_factory(
+    polytope: Polytope | type[Polytope] | Callable[[tuple[int, ...]], Polytope],
+) -> Callable[[tuple[int, ...]], Polytope]:
+    if isinstance(polytope, Polytope):
+        return lambda size: polytope
+    if isinstance(polytope, type):
+        if not issubclass(polytope, Polytope):
+            raise ValueError(f"polytope must be a Polytope, a Polytope subclass or a function, got {polytope!r}")
+        instance = polytope()
+        return lambda size: instance
+    if not callable(polytope):
+        raise ValueError(f"polytope must be a Polytope, a Polytope subclass or a function, got {polytope!r}")
+
+    def make(size: tuple[int, ...]) -> Polytope:
+        built = polytope(size)
+        if not isinstance(built, Polytope):
+            raise ValueError(f"polytope({size}) must return a Polytope, got {type(built).__name__}")
+        return built
+
+    return make
+
+
 def get_family(name: str) -> StudyFamily:
     """The registered family ``name``; ValueError listing the known ones otherwise."""
     if name not in FAMILIES:
@@ -278,6 +405,7 @@ def projection_study(
     eta: float = 1.0,
     budgets: Sequence[int] | None = None,
     seed: int = 0,
+    repeats: int = 5,
 ) -> pd.DataFrame:
     r"""Run the projection-error study on one family; one row per (size, instance, solver, budget).
 
@@ -302,6 +430,11 @@ def projection_study(
         ``None`` runs each solver once with its own options.
     seed
         Seed of the random instances.
+    repeats
+        Most timed runs of every solver on every instance, after one untimed warm-up run (which
+        absorbs compilation, caches and first-touch costs); a solver stops earlier once its
+        timed runs add up to :data:`REPEAT_BUDGET_S`. ``time_s`` is their median and
+        ``time_iqr_s`` their interquartile range.
 
     Returns
     -------
@@ -313,6 +446,8 @@ def projection_study(
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if isinstance(n_instances, bool) or not isinstance(n_instances, int) or n_instances < 1:
         raise ValueError(f"n_instances must be a positive integer, got {n_instances!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if not np.isfinite(eta) or eta <= 0:
         raise ValueError(f"eta must be a positive finite number, got {eta!r}")
     budgets = _check_budgets(budgets)
@@ -327,13 +462,11 @@ def projection_study(
         outside = _Infeasibility(poly, exact)
         for instance in range(n_instances):
             x = _draw_target(poly, shape, target, eta, rng)
-            reference, _ = _run(exact, poly, x, family.reference.on_relaxation)
+            reference = _project(exact, poly, x, family.reference.on_relaxation)
             star = np.asarray(reference.x)
-            if index == 0 and instance == 0:  # one-time costs (compilation, caches) stay untimed
-                for entry, _, solver in runs:
-                    _run(solver, poly, x, entry.on_relaxation)
             for entry, budget, solver in runs:
-                result, seconds = _run(solver, poly, x, entry.on_relaxation)
+                result = _project(solver, poly, x, entry.on_relaxation)  # the warm-up run
+                seconds = _times(solver, poly, x, entry.on_relaxation, repeats)
                 p = np.asarray(result.x)
                 rows.append(
                     {
@@ -347,8 +480,15 @@ def projection_study(
                         "distance": float(np.linalg.norm(p - star)),
                         "gap": float(result.gap),
                         "gap_against": _gap_against(entry, poly),
+                        "certified_against": (
+                            certified_against(poly.relaxation(), poly)
+                            if entry.on_relaxation
+                            else result.certified_against
+                        ),
                         "feasibility": outside(p),
-                        "time_s": seconds,
+                        "time_s": float(np.median(seconds)),
+                        "time_iqr_s": float(np.subtract(*np.percentile(seconds, [75, 25]))),
+                        "repeats": len(seconds),
                         "nit": int(result.nit),
                         "success": bool(result.success),
                         "reference_gap": float(reference.gap),
@@ -373,7 +513,9 @@ def summarize_study(table: pd.DataFrame, baseline: str | Mapping[str, str] | Non
     -------
     pandas.DataFrame
         Columns ``family, size, solver, max_iter, distance, max_distance, max_gap,
-        max_feasibility, time_s, nit, success`` (and ``time_ratio``).
+        max_feasibility, time_s, time_iqr_s, nit, success`` (and ``time_ratio``): ``time_s`` is
+        the median over instances of each instance's median time, ``time_iqr_s`` the median of
+        their interquartile ranges.
     """
     keys = ["family", "size", "solver", "max_iter"]
     summary = (
@@ -384,6 +526,7 @@ def summarize_study(table: pd.DataFrame, baseline: str | Mapping[str, str] | Non
             max_gap=("gap", "max"),
             max_feasibility=("feasibility", "max"),
             time_s=("time_s", "median"),
+            time_iqr_s=("time_iqr_s", "median"),
             nit=("nit", "median"),
             success=("success", "mean"),
         )
@@ -405,6 +548,34 @@ def summarize_study(table: pd.DataFrame, baseline: str | Mapping[str, str] | Non
         ratios[mine] = summary["time_s"][mine].to_numpy() / base.reindex(summary["size"][mine]).to_numpy()
     summary["time_ratio"] = ratios
     return summary
+
+
+def summary_lines(summary: pd.DataFrame) -> list[str]:
+    """A few lines for a terminal: per family, its largest size, every solver by median time.
+
+    Each solver appears once, at its largest budget, as ``label time (distance)``, fastest first.
+
+    Parameters
+    ----------
+    summary
+        Rows of :func:`summarize_study`.
+    """
+    lines = []
+    for family, rows in summary.groupby("family", sort=False):
+        size = rows["size"].iloc[-1]
+        here = rows[rows["size"] == size].sort_values("max_iter").groupby("solver", sort=False).last()
+        here = here.sort_values("time_s")
+        cells = [f"{label} {_duration(row.time_s)} ({row.distance:.1e})" for label, row in here.iterrows()]
+        lines.append(f"{family} [{size}]: " + ", ".join(cells))
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 1.0:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} us"
 
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
@@ -467,11 +638,20 @@ def _draw_target(
     return np.asarray(poly.map(scores)) - eta * rng.standard_normal(shape)
 
 
-def _run(solver: Solver, poly: Polytope, x: np.ndarray, on_relaxation: bool):
+def _project(solver: Solver, poly: Polytope, x: np.ndarray, on_relaxation: bool):
+    return solver.run(poly.relaxation() if on_relaxation else poly, x)
+
+
+def _times(solver: Solver, poly: Polytope, x: np.ndarray, on_relaxation: bool, repeats: int) -> np.ndarray:
+    """Wall-clock seconds of up to ``repeats`` runs of ``solver`` on ``x`` (run once before, untimed),
+    stopping once they add up to :data:`REPEAT_BUDGET_S`."""
     where = poly.relaxation() if on_relaxation else poly
-    start = time.perf_counter()
-    result = solver.run(where, x)
-    return result, time.perf_counter() - start
+    seconds = []
+    while len(seconds) < repeats and sum(seconds) < REPEAT_BUDGET_S:
+        start = time.perf_counter()
+        solver.run(where, x)
+        seconds.append(time.perf_counter() - start)
+    return np.array(seconds)
 
 
 def _gap_against(entry: StudySolver, poly: Polytope) -> str:

@@ -1,11 +1,17 @@
 """``spigot study``: the projection-error study from the command line, with a CSV and plots.
 
-Listed in :func:`spigot.cli.builtin_commands`; see ``spigot study --help``.
+Listed in :func:`spigot.cli.builtin_commands`; see ``spigot study --help``. ``--polytope``
+takes built-in family names or any structure as ``module:Class`` (a module on the Python path,
+or a ``.py`` file), studied with :meth:`StudyFamily.from_polytope` at the instance shapes of
+``--sizes``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -44,20 +50,71 @@ def budgets_arg(text: str) -> tuple[int, ...] | None:
     return values
 
 
+#: Timed runs per solver and instance when ``--repeats`` is not given (after one warm-up run).
+DEFAULT_REPEATS = 5
+
+
+def polytope_arg(text: str) -> str:
+    """argparse type: a built-in family name or ``module:Class``."""
+    from spigot.experiments.projection_study import FAMILIES
+
+    if text in FAMILIES or (":" in text and all(text.rpartition(":")[::2])):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected a family ({', '.join(sorted(FAMILIES))}) or a structure as module:Class, got {text!r}"
+    )
+
+
+def load_polytope_class(spec: str) -> type:
+    """The class named by ``module:Class``; ``module`` is an importable name or a ``.py`` file.
+
+    Raises
+    ------
+    ValueError
+        The module cannot be imported, has no such attribute, or it is not a Polytope subclass.
+    """
+    from spigot.polytopes.base import Polytope
+
+    module_name, _, class_name = spec.rpartition(":")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise ValueError(f"--polytope {spec!r}: no file {path}")
+            loader_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules.setdefault(path.stem, module)
+            loader_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"--polytope {spec!r}: cannot import {module_name!r} ({error})") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Polytope)):
+        raise ValueError(f"--polytope {spec!r}: {module_name} has no Polytope subclass named {class_name!r}")
+    return cls
+
+
 def _configure(parser: argparse.ArgumentParser) -> None:
     from spigot.experiments.projection_study import FAMILIES, TARGETS
 
     families = "\n".join(
         f"  {f.name:<16} {' x '.join(f.size_names):<18} {f.description}" for f in FAMILIES.values()
     )
-    parser.epilog = f"polytope families (name, size, what it is):\n{families}"
+    parser.epilog = (
+        f"polytope families (name, size, what it is):\n{families}\n"
+        "  module:Class     SHAPE              any Polytope subclass (built with no arguments);\n"
+        "                                      --sizes gives instance shapes, e.g. 5x5 8x8"
+    )
     parser.add_argument(
         "--polytope",
         nargs="+",
-        choices=sorted(FAMILIES),
+        type=polytope_arg,
         default=list(DEFAULT_FAMILIES),
         metavar="FAMILY",
-        help=f"families to study (default: {' '.join(DEFAULT_FAMILIES)}); listed below",
+        help=f"families to study (default: {' '.join(DEFAULT_FAMILIES)}; listed below), or one "
+        "structure of your own as module:Class (e.g. mypackage.structures:Permutations or "
+        "structures.py:Permutations) with --sizes",
     )
     parser.add_argument(
         "--sizes",
@@ -65,7 +122,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         type=size_arg,
         metavar="SIZE",
         help="instance sizes, e.g. 10 20 (trees: words) or 5x2 10x5 (semantic graphs: words x "
-        "labels); needs a single --polytope (default: the family's grid)",
+        "labels); for module:Class the instance shapes (5x5 8x8); needs a single --polytope "
+        "(default: the family's grid)",
     )
     parser.add_argument("--full", action="store_true", help="each family's larger grid instead of the default one")
     parser.add_argument(
@@ -92,12 +150,21 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--eta", type=float, default=1.0, help="step of the spigot target (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random instances (default 0)")
+    parser.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=DEFAULT_REPEATS,
+        metavar="R",
+        help=f"most timed runs per solver and instance after one warm-up run (fewer once they add "
+        f"up to 50 ms); times are their median and interquartile range (default {DEFAULT_REPEATS})",
+    )
     parser.add_argument("--threads", type=positive_int, default=1, metavar="T", help="torch threads (default 1)")
     parser.add_argument(
         "--output",
         default=DEFAULT_OUTPUT,
         metavar="DIR",
-        help=f"folder for study.csv, summary.md and one FAMILY.png per family (default {DEFAULT_OUTPUT})",
+        help=f"folder for study.csv, summary.md (the full table) and one FAMILY.png per family "
+        f"(default {DEFAULT_OUTPUT})",
     )
     parser.add_argument("--no-plots", action="store_true", help="write the CSV and summary only")
 
@@ -108,16 +175,24 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from spigot.experiments.projection_study import (
         FAMILIES,
+        StudyFamily,
         markdown_table,
         projection_study,
         summarize_study,
+        summary_lines,
     )
 
     if args.sizes and len(args.polytope) != 1:
         parser.error("--sizes needs exactly one --polytope (sizes mean different things per family)")
     if args.sizes and args.full:
         parser.error("--sizes and --full exclude each other")
-    families = [FAMILIES[name] for name in dict.fromkeys(args.polytope)]
+    custom = [name for name in args.polytope if name not in FAMILIES]
+    if custom and not args.sizes:
+        parser.error(f"--polytope {custom[0]} needs --sizes: the instance shapes to study, e.g. 5x5 8x8")
+    families = [
+        FAMILIES[name] if name in FAMILIES else StudyFamily.from_polytope(load_polytope_class(name), args.sizes)
+        for name in dict.fromkeys(args.polytope)
+    ]
     if args.solvers:
         known = {s.label for f in families for s in f.solvers}
         unknown = sorted(set(args.solvers) - known)
@@ -148,6 +223,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     eta=args.eta,
                     budgets=args.budgets,
                     seed=args.seed,
+                    repeats=args.repeats,
                 )
             )
             print(f"{family.name}: {len(tables[-1])} projections in {time.perf_counter() - clock:.1f} s", flush=True)
@@ -157,10 +233,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     table.to_csv(output / "study.csv", index=False)
     baselines = {f.name: f.baseline for f in families if f.baseline in set(table[table["family"] == f.name]["solver"])}
     summary = summarize_study(table, baseline=baselines or None)
-    text = markdown_table(summary)
-    (output / "summary.md").write_text(text + "\n")
-    print()
-    print(text)
+    (output / "summary.md").write_text(markdown_table(summary) + "\n")
+    print("\nlargest size per family, each solver at its largest budget: median time (distance to the exact projection)")
+    for line in summary_lines(summary):
+        print("  " + line)
     written = [output / "study.csv", output / "summary.md"]
     if not args.no_plots:
         from spigot.experiments.study_plots import save_family_plots
@@ -179,10 +255,12 @@ STUDY = Command(
         "For each polytope family and size, draw random targets x, compute the exact\n"
         "projection p* with the family's reference solver, run every solver (iterative ones\n"
         "at each --budgets) and record the distance ||p - p*||, the certificate gap, how far p\n"
-        "lies outside the polytope, the wall time and the iterations. Writes study.csv (one\n"
-        "row per instance, solver and budget), summary.md (medians, times relative to the\n"
-        "family's baseline solver) and FAMILY.png (distance and gap against iterations and\n"
-        "time) to --output. The default run takes under a minute on 2 CPU cores."
+        "lies outside the polytope, the wall time (median and interquartile range of --repeats\n"
+        "runs after a warm-up run) and the iterations. Prints one line per family and writes\n"
+        "study.csv (one row per instance, solver and budget), summary.md (the full table:\n"
+        "medians, times relative to the family's baseline solver) and FAMILY.png (distance\n"
+        "and gap against iterations and time) to --output. --polytope module:Class studies\n"
+        "a structure of your own at the instance shapes of --sizes."
     ),
     configure=_configure,
     run=_run,

@@ -388,10 +388,15 @@ class Polytope(ABC):
         lengths: Array | None = None,
         **options: Any,
     ) -> ProjectionResult:
-        """Euclidean projection of ``x`` onto this polytope; see :func:`spigot.solvers.get_solver`."""
+        """Euclidean projection of ``x`` onto this polytope; see :func:`spigot.solvers.get_solver`.
+
+        Raises :class:`~spigot.errors.IncompatibleSolver` when the solver cannot run on this
+        structure (e.g. ``"cvxpy"`` without :meth:`constraints`).
+        """
+        from spigot.solvers.compatibility import check_compatible
         from spigot.solvers.registry import get_solver
 
-        return get_solver(solver, **options).run(self, x, lengths)
+        return check_compatible(get_solver(solver, **options), self).run(self, x, lengths)
 
     def __repr__(self) -> str:
         options = ", ".join(

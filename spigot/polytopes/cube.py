@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import itertools
 
-import cvxpy as cp
 import numpy as np
 import torch
 
+from spigot._lazy import LazyModule
 from spigot.polytopes._shifted_scores import check_marginals, shift_by_max
 from spigot.polytopes._distributions import subset_samples
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.simplex import _prefix_mask
 from spigot.projections import project_box, project_budget
+
+cp = LazyModule("cvxpy")
 
 
 class UnitCube(Polytope):

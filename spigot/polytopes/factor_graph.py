@@ -32,9 +32,9 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from spigot._batch import Array, as_batch
+from spigot._lazy import LazyModule
 from spigot.polytopes import _ad3
 from spigot.polytopes._ad3 import Ad3Options
 from spigot.polytopes.base import Polytope
@@ -42,6 +42,8 @@ from spigot.polytopes.factors import FactorGraph
 
 if TYPE_CHECKING:
     import cvxpy as cp
+
+optimize = LazyModule("scipy.optimize")
 
 #: Largest absolute score HiGHS sees (its tolerances are absolute; scaling is argmax-invariant).
 _HIGHS_SCALE = 1e6
@@ -276,23 +278,23 @@ def _highs_map(graph: FactorGraph, scores: np.ndarray, integral: bool) -> np.nda
     upper[local.coordinates] = 1.0
     constraints = []
     if local.b_ub.size:
-        constraints.append(LinearConstraint(local.a_ub, -np.inf, local.b_ub))
+        constraints.append(optimize.LinearConstraint(local.a_ub, -np.inf, local.b_ub))
     if local.b_eq.size:
-        constraints.append(LinearConstraint(local.a_eq, local.b_eq, local.b_eq))
+        constraints.append(optimize.LinearConstraint(local.a_eq, local.b_eq, local.b_eq))
     # HiGHS' optimality tolerances are absolute (e.g. a MIP gap of 1e-6): solve at a large scale.
     peak = float(np.max(np.abs(scores), initial=0.0))
     # scores / peak first: _HIGHS_SCALE / peak overflows for subnormal scores
     cost = -(scores / peak) * _HIGHS_SCALE if peak > 0 else -scores
     if integral:
-        result = milp(
+        result = optimize.milp(
             cost,
             integrality=np.ones(graph.size),
-            bounds=Bounds(0.0, upper),
+            bounds=optimize.Bounds(0.0, upper),
             constraints=constraints,
             options={"mip_rel_gap": 0.0},
         )
     else:
-        result = linprog(
+        result = optimize.linprog(
             cost,
             A_ub=local.a_ub if local.b_ub.size else None,
             b_ub=local.b_ub if local.b_ub.size else None,

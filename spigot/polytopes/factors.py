@@ -46,7 +46,10 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-import scipy.sparse as sp
+
+from spigot._lazy import LazyModule
+
+sp = LazyModule("scipy.sparse")
 
 Index = int | Sequence[int]
 

@@ -32,12 +32,14 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
+from spigot._lazy import LazyModule
 from spigot._word_graphs import arc_mask
 from spigot.polytopes.factor_graph import FactorGraphPolytope
 from spigot.polytopes.factors import FactorGraph
 from spigot.projections import labeled_arcs_projection, reference_projection
+
+optimize = LazyModule("scipy.optimize")
 
 #: Largest ``vertices x entries`` array :meth:`LabeledArcs.vertices` builds.
 MAX_VERTEX_ENTRIES = 2**24
@@ -291,6 +293,6 @@ def _positive_assignment(gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return rows, picks
     cols = np.flatnonzero(positive.any(axis=0))
     weights = np.where(positive[np.ix_(rows, cols)], gains[np.ix_(rows, cols)], 0.0)
-    r, c = linear_sum_assignment(weights, maximize=True)
+    r, c = optimize.linear_sum_assignment(weights, maximize=True)
     keep = weights[r, c] > 0
     return rows[r[keep]], cols[c[keep]]

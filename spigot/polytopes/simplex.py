@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import itertools
 
-import cvxpy as cp
 import numpy as np
 import torch
 
+from spigot._lazy import LazyModule
 from spigot.polytopes._distributions import one_hot_samples
 from spigot.polytopes.base import Polytope
 from spigot.projections import project_product_of_simplices, project_simplex
+
+cp = LazyModule("cvxpy")
 
 
 def _one_hot_argmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

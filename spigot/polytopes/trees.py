@@ -23,12 +23,11 @@ paper, has a closed-form projection.
 
 from __future__ import annotations
 
-import cvxpy as cp
 import numpy as np
 import torch
 
+from spigot._lazy import LazyModule
 from spigot.polytopes import _tree_enumeration as enumeration
-from spigot.polytopes import _tree_kernels as kernels
 from spigot.polytopes._distributions import dependency_samples, one_hot_samples
 from spigot.polytopes._tree_marginals import (
     _gth_log_partition,
@@ -41,6 +40,10 @@ from spigot._word_graphs import arc_mask, host_lengths, host_scores, word_mask
 from spigot.checks import check_flag
 from spigot.polytopes.base import Polytope
 from spigot.projections import project_head_selection
+
+cp = LazyModule("cvxpy")
+#: The numba-compiled MAP kernels, compiled (or loaded from numba's cache) at first use.
+kernels = LazyModule("spigot.polytopes._tree_kernels")
 
 
 def _heads_to_vertex(heads: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from spigot.polytopes.base import Polytope
-from spigot.solvers import _cholesky
+from spigot._lazy import LazyModule
 from spigot.solvers.base import (
     InstanceOutcome,
     InstanceSolver,
@@ -40,6 +40,8 @@ from spigot.solvers.certificate import gap_threshold
 from spigot.solvers.registry import register_solver
 from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED, TIME_LIMIT
 
+#: The numba-compiled Cholesky updates, compiled (or loaded from numba's cache) at first use.
+_cholesky = LazyModule("spigot.solvers._cholesky")
 #: Weights at or below this are treated as zero when leaving conv(S).
 _WEIGHT_EPS = 1e-15
 #: A vertex whose lifted point lies this close (relative squared distance) to the span of the

@@ -23,7 +23,7 @@ from spigot._batch import Array, Batch, as_batch, check_finite, to_tensor
 from spigot.polytopes.base import Polytope
 from spigot.checks import check_max_iter, check_max_time, check_tol  # noqa: F401  (re-exported)
 from spigot.solvers.certificate import certificate_gap
-from spigot.solvers.result import CONVERGED, FAILED, STATUS_MESSAGES, ProjectionResult
+from spigot.solvers.result import CONVERGED, FAILED, STATUS_MESSAGES, ProjectionResult, certified_against
 
 #: A warm start: per instance, ``(vertices (m, *valid_shape), weights (m,))`` on its valid region.
 Start = list[tuple[np.ndarray, np.ndarray]]
@@ -153,6 +153,10 @@ class Solver(ABC):
         """Whether this solver can run on ``polytope`` (default: always)."""
         return True
 
+    def requirement(self, polytope: Polytope) -> str:
+        """Why :meth:`supports` is false for ``polytope``: what the solver needs that it lacks."""
+        return f"{type(polytope).__name__} lacks what this solver needs"
+
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({options})"
@@ -180,6 +184,7 @@ def finish(polytope: Polytope, batch: Batch, solution: Solution) -> ProjectionRe
         message=tuple(solution.message),
         active_set=vertices,
         weights=weights,
+        certified_against=certified_against(solution.against or polytope, polytope),
     )
 
 

@@ -31,6 +31,12 @@ class ClosedFormSolver(Solver):
     def supports(self, polytope: Polytope) -> bool:
         return polytope.closed_form() is not None
 
+    def requirement(self, polytope: Polytope) -> str:
+        return (
+            f"{type(polytope).__name__} declares no closed-form projection (closed_form_projection "
+            "in its class body; a subclass never inherits one)"
+        )
+
     def solve(self, polytope: Polytope, batch: Batch, start: Start | None = None) -> Solution:
         """The closed form on the flat batch (no iterations; ``start`` is ignored)."""
         fn = polytope.closed_form()

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import cvxpy as cp
 import numpy as np
 
 from spigot._batch import Batch
+from spigot._lazy import LazyModule
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solution, Solver, Start, check_max_iter, check_tol
 from spigot.solvers.certificate import gap_threshold
@@ -32,6 +32,8 @@ from spigot.solvers.result import CONVERGED, FAILED, STALLED
 #: of an "optimal" Clarabel answer must meet. On random instances of every built-in polytope
 #: (scales 0.1 to 1e4) the worst gap was 7e-4 of this threshold.
 CERTIFICATE_TOL = 1e-9
+
+cp = LazyModule("cvxpy")
 
 
 @register_solver("cvxpy")
@@ -66,6 +68,12 @@ class CvxpyQP(Solver):
 
     def supports(self, polytope: Polytope) -> bool:
         return polytope.supports("constraints")
+
+    def requirement(self, polytope: Polytope) -> str:
+        return (
+            f"{type(polytope).__name__} does not define constraints(var), the cvxpy constraints "
+            "of its polytope that the 'cvxpy' solver needs"
+        )
 
     def problem(
         self, polytope: Polytope, shape: tuple[int, ...]

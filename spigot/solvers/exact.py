@@ -16,7 +16,7 @@ from spigot.polytopes.base import Polytope
 from spigot.solvers.active_set import ActiveSet
 from spigot.solvers.base import Solution, Solver, Start
 from spigot.solvers.closed_form import ClosedFormSolver
-from spigot.solvers.registry import get_solver, register_solver
+from spigot.solvers.registry import get_solver, register_solver, solver_options
 from spigot.solvers.result import ProjectionResult
 
 

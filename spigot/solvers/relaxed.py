@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+
 import torch
 
 from spigot._batch import Array, Batch
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solution, Solver, Start
 from spigot.solvers.registry import get_solver, register_solver
-from spigot.solvers.result import CONVERGED, ProjectionResult
+from spigot.solvers.result import CONVERGED, ProjectionResult, certified_against
 
 
 @register_solver("relaxed")
@@ -29,7 +30,8 @@ class Relaxed(Solver):
     that procedure is applied; otherwise ``inner`` projects onto ``polytope.relaxation()``. The
     result is generally *not* in the polytope itself; its certificate ``gap`` is measured
     against the relaxation (so it is positive when a declared procedure is not the Euclidean
-    projection onto it).
+    projection onto it), and ``certified_against`` says so:
+    ``"HeadSelection (relaxation of Arborescence)"``.
 
     Parameters
     ----------
@@ -46,9 +48,18 @@ class Relaxed(Solver):
     def __init__(self, inner: Any = "exact", inner_options: dict[str, Any] | None = None) -> None:
         self.inner = get_solver(inner, **(inner_options or {}))
 
+    def supports(self, polytope: Polytope) -> bool:
+        return polytope.relaxed_procedure() is not None or self.inner.supports(polytope.relaxation())
+
+    def requirement(self, polytope: Polytope) -> str:
+        relaxation = polytope.relaxation()
+        return f"its inner solver {self.inner.name!r} on the relaxation: {self.inner.requirement(relaxation)}"
+
     def run(self, polytope: Polytope, x: Array, lengths: Array | None = None) -> ProjectionResult:
         if polytope.relaxed_procedure() is None:  # checked against the relaxation's own shape rules
-            return self.inner.run(polytope.relaxation(), x, lengths)
+            relaxation = polytope.relaxation()
+            result = self.inner.run(relaxation, x, lengths)
+            return replace(result, certified_against=certified_against(relaxation, polytope))
         return super().run(polytope, x, lengths)
 
     def solve(self, polytope: Polytope, batch: Batch, start: Start | None = None) -> Solution:

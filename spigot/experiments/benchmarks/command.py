@@ -1,4 +1,5 @@
-"""``spigot bench``: run the benchmarks against the installed peers and rewrite ``docs/benchmarks.md``.
+"""``spigot bench``: run the benchmarks against the installed peers; print the ratios, and rewrite a
+page (``--output docs/benchmarks.md`` for the documentation's) only when asked.
 
 Listed in :func:`spigot.cli.builtin_commands`; see ``spigot bench --help``.
 """
@@ -13,7 +14,7 @@ import time
 
 from spigot.experiments.cli_types import Command, positive_int
 
-#: Where the page is written by default (relative to the working directory: the repository root).
+#: The documentation's page, written only when named with ``--output`` (from the repository root).
 BENCHMARKS_FILE = "docs/benchmarks.md"
 
 
@@ -48,8 +49,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test: tiny sizes and repeat counts (seconds, not minutes); writes the page only "
-        "when --output is given",
+        help="smoke test: tiny sizes and repeat counts (seconds, not minutes)",
     )
     parser.add_argument("--rounds", type=positive_int, default=5, metavar="R", help="interleaved rounds per comparison (default 5)")
     parser.add_argument(
@@ -63,17 +63,15 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         metavar="FILE",
-        help=f"the page to rewrite (default {BENCHMARKS_FILE}; with --quick, none unless given)",
+        help=f"the markdown page whose sections to rewrite, e.g. {BENCHMARKS_FILE} for the "
+        "documentation (default: none; the ratios are printed)",
     )
-    parser.add_argument("--no-write", action="store_true", help="print the ratios only; write no page")
     parser.add_argument("--json", metavar="FILE", help="also write the raw measurements to this JSON file")
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from spigot.experiments.benchmarks import SECTIONS, BenchSettings, update_benchmarks_file
 
-    if args.no_write and args.output:
-        parser.error("--no-write and --output exclude each other")
     if args.only is not None:
         elsewhere = [s.name for s in SECTIONS if s.name in args.only and s.device != args.device]
         if elsewhere:
@@ -120,7 +118,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not results:
         print(f"spigot bench: error: no section could run; skipped: {'; '.join(skipped)}", file=sys.stderr)
         return 1
-    output = args.output or (None if args.quick or args.no_write else BENCHMARKS_FILE)
+    output = args.output
     if output:
         order = [s.name for s in SECTIONS]
         devices = {s.name: s.device for s in SECTIONS}
@@ -141,14 +139,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 #: ``spigot bench``.
 BENCH = Command(
     name="bench",
-    help="benchmarks against the installed peers; prints the ratios, rewrites docs/benchmarks.md",
+    help="benchmarks against the installed peers; prints the ratios (--output PAGE rewrites a page)",
     description=(
         "Measure the library against its peers, each comparison in interleaved rounds on the\n"
         "same inputs: simplex projection vs entmax; tree MAP vs ufal.chu_liu_edmonds (and the\n"
         "slope over n), exact tree projection vs the cvxpy extended formulation, a SPIGOT step\n"
         "vs torch-struct; differentiable projections vs cvxpylayers; the semantic-graph\n"
-        "projection-error study. Prints the ratios and whether each goal is met, and rewrites\n"
-        "the page's sections (with the command) in --output. The full run takes several\n"
+        "projection-error study. Prints the ratios and whether each goal is met; with --output\n"
+        "PAGE it also rewrites that page's sections (with the command): --output\n"
+        "docs/benchmarks.md updates the documentation. The full run takes several\n"
         "minutes on 2 CPU cores; --quick is a smoke test. With --device cuda it runs the GPU\n"
         "section instead: the simplex projection (B=4096, k=1000) vs entmax, a sort-based\n"
         "projection and a copy, and a SPIGOT step vs torch-struct, all on the current CUDA\n"

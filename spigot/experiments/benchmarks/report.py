@@ -16,9 +16,10 @@ from typing import Mapping, Sequence
 HEADER = """# Benchmarks
 
 The CPU sections were measured on this project's reference machine (2 CPU cores shared with
-other jobs, no GPU) by the command named in each; `spigot bench` regenerates them
-(`spigot bench --only NAME` one section). The GPU section is measured by
-`spigot bench --device cuda` on a machine with a CUDA GPU and names that GPU. Ratios compare
+other jobs, no GPU) by the command named in each; `spigot bench --output docs/benchmarks.md`
+regenerates them (`--only simplex` one section; without `--output` it only prints the ratios).
+The GPU section is measured by `spigot bench --device cuda --output docs/benchmarks.md` on a
+machine with a CUDA GPU and names that GPU. Ratios compare
 implementations measured in the same run (on the same device), in interleaved rounds; absolute
 times drift with machine load, ratios much less."""
 
