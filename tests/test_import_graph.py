@@ -1,6 +1,6 @@
 """The library's modules import only from their own layer or the layers below, with no circle.
 
-Layers, bottom to top: the batch convention, errors, checks and the compiled kernels; the
+Layers, bottom to top: the batch convention, errors, checks, lazy imports and the compiled kernels; the
 projection functions; the polytopes; the solvers; autodiff; experiments; the command line.
 Only module-level imports count (an import inside a function runs when called, and one under
 ``if TYPE_CHECKING:`` never runs).
@@ -21,6 +21,7 @@ LAYERS = {
     "spigot._batch": 0,
     "spigot.errors": 0,
     "spigot.checks": 0,
+    "spigot._lazy": 0,
     "spigot._simplex_kernel": 0,
     "spigot._word_graphs": 0,
     "spigot.projections": 1,

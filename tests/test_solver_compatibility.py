@@ -22,7 +22,7 @@ from spigot import (
 )
 from spigot.polytopes import Simplex
 
-CLOSED_FORM = "solver 'closed-form' cannot project onto ExactlyTwo: no closed-form projection is registered"
+CLOSED_FORM = "solver 'closed-form' cannot project onto ExactlyTwo: ExactlyTwo declares no closed-form projection"
 CVXPY = "solver 'cvxpy' cannot project onto ExactlyTwo: ExactlyTwo does not define constraints"
 INSTEAD = "use solver='exact'"
 

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from spigot._lazy import LazyModule
 from spigot._batch import Array, Batch, as_batch
 from spigot.autodiff._common import (
     check_gradient,
@@ -62,13 +63,14 @@ from spigot.autodiff._common import (
 )
 from spigot.errors import ProjectionError
 from spigot.polytopes.base import Polytope
-from spigot.solvers import _cholesky
 from spigot.solvers.active_set import _PIVOT_EPS, ActiveSet, ActiveSetState
 from spigot.solvers.base import InstanceSolver, Solver
 from spigot.solvers.exact import Exact
 from spigot.solvers.compatibility import check_compatible
 from spigot.solvers.registry import get_solver
 from spigot.solvers.relaxed import Relaxed
+
+_cholesky = LazyModule("spigot.solvers._cholesky")
 
 #: Relative tolerance for a vertex to count as on the face exposed by the residual.
 _FACE_TOL = 1e-8
@@ -101,8 +103,9 @@ def vertex_solver(solver: Solver, polytope: Polytope) -> tuple[Solver, Polytope]
         if isinstance(chosen, InstanceSolver) and chosen.vertex_based:
             return solver, polytope
         return ActiveSet(tol=solver.tol, max_iter=solver.max_iter, max_time=solver.max_time, init=solver.init), polytope
+    check_compatible(solver, polytope, "SparseMAP")
     if isinstance(solver, InstanceSolver) and solver.vertex_based:
-        return check_compatible(solver, polytope, "SparseMAP"), polytope
+        return solver, polytope
     raise ValueError(
         f"SparseMAP differentiates through the active set of the projection, and solver "
         f"{solver!r} returns none; use 'exact', 'active-set', 'relaxed' or a Frank-Wolfe solver"

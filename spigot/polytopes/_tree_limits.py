@@ -17,7 +17,10 @@ import math
 
 import numpy as np
 
-from spigot.polytopes import _tree_kernels as kernels
+from spigot._lazy import LazyModule
+
+#: The numba-compiled tree kernels, compiled (or loaded from numba's cache) at first use.
+kernels = LazyModule("spigot.polytopes._tree_kernels")
 
 #: Margin (in nats) beyond the log-count of trees: e^-40 is below half of float64's epsilon.
 MARGIN = 40.0

@@ -73,16 +73,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from spigot._lazy import LazyModule
 from spigot._batch import Array, Batch, as_batch, check_finite, to_tensor
 from spigot.errors import UnsupportedOperation
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.factor_graph import FactorGraphPolytope, LocalPolytope
-from spigot.solvers import _ad3_qp_kernel as _kernel
 from spigot.solvers._factor_blocks import FactorBlocks, HullSubproblems, factor_blocks, project_block
 from spigot.solvers.base import Solution, Solver, Start, check_max_iter, check_tol, finish
 from spigot.solvers.certificate import certificate_gap
 from spigot.solvers.registry import register_solver
 from spigot.solvers.result import CONVERGED, FAILED, MAX_ITER, STALLED, TIME_LIMIT, ProjectionResult
+
+_kernel = LazyModule("spigot.solvers._ad3_qp_kernel")
 
 #: Largest score magnitude AD3-QP accepts (its squared residuals stay finite in float64).
 LARGEST_SCORE = 1e150
@@ -168,6 +170,9 @@ class Ad3QP(Solver):
 
     def supports(self, polytope: Polytope) -> bool:
         return isinstance(polytope, (FactorGraphPolytope, LocalPolytope))
+
+    def requirement(self, polytope: Polytope) -> str:
+        return f"the 'ad3' solver needs a FactorGraphPolytope (or its LocalPolytope), got {type(polytope).__name__}"
 
     def run(
         self, polytope: Polytope, x: Array, lengths: Array | None = None, init: Any = None

@@ -97,7 +97,7 @@ class Ad3FrankWolfe(InstanceSolver):
         return is_ad3_backed(polytope)
 
     def requirement(self, polytope: Polytope) -> str:
-        return f"the 'ad3' solver needs a FactorGraphPolytope (or its LocalPolytope), got {type(polytope).__name__}"
+        return f"the 'ad3-frank-wolfe' solver needs a FactorGraphPolytope (or its LocalPolytope), got {type(polytope).__name__}"
 
     def run(
         self, polytope: Polytope, x: Array, lengths: Array | None = None, init: Any = None
