@@ -42,8 +42,10 @@ take the pulled-back target by one step of size :math:`\eta` *from the marginals
 - ``output="marginals"``: the forward pass returns :math:`\mu(s)` and :math:`g = \nabla L(\mu(s))`
   is exactly the gradient of the derivation.
 
-In both, :math:`\eta_b = \min(\eta, \tau / \|g_b\|)` per instance when a ``threshold``
-:math:`\tau` is set (as for :func:`~spigot.autodiff.spigot`). Both need a polytope with
+In both, the per-instance step :math:`\eta_b` follows the rule ``step`` of
+:func:`~spigot.autodiff.spigot` (by default :math:`\eta / \|g_b\|`, a step of length
+:math:`\eta` whatever the scale of the loss; ``"reference"``: :math:`\min(\eta, \tau /
+\|g_b\|)`; ``"fixed"``: :math:`\eta`), with norms over the polytope's variables only. Both need a polytope with
 marginals; padded entries of the output and of the gradient are 0.
 """
 
@@ -58,15 +60,14 @@ from torch.autograd.function import once_differentiable
 from spigot._batch import Array, as_batch
 from spigot.autodiff._common import (
     check_choice,
-    check_eta,
     check_gradient,
     check_on_failure,
     check_polytope,
-    check_threshold,
+    check_step,
+    gradient_step,
     handle_failure,
-    padding_mask,
     require_marginals,
-    step_sizes,
+    variables_mask,
 )
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solver
@@ -85,10 +86,9 @@ def _forward_output(ctx, scores: torch.Tensor, polytope: Polytope, lengths: Any,
             out = polytope.marginals_batch(values, batch.lengths).detach()
         else:
             out = polytope.map_batch(values, batch.lengths)
-    mask = padding_mask(batch)
-    ctx.polytope, ctx.lengths, ctx.has_mask = polytope, batch.lengths, mask is not None
+    ctx.polytope, ctx.lengths = polytope, batch.lengths
     ctx.output_is_marginals = output == "marginals"
-    ctx.save_for_backward(values, out, mask if mask is not None else torch.empty(0))
+    ctx.save_for_backward(values, out, variables_mask(polytope, batch))
     return out
 
 
@@ -101,49 +101,48 @@ def _saved_marginals(ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return values, ctx.polytope.marginals_batch(values, ctx.lengths).detach(), mask
 
 
-def _finish(ctx, grad_scores: torch.Tensor, mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    if ctx.has_mask:
-        grad_scores = grad_scores * mask
-    return grad_scores.reshape(shape)
+def _finish(grad_scores: torch.Tensor, variables: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    return (grad_scores * variables).reshape(shape)
 
 
 class _SpigotCEFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, polytope, solver, eta, threshold, lengths, on_failure, output):
+    def forward(ctx, scores, polytope, solver, step, eta, threshold, lengths, on_failure, output):
         out = _forward_output(ctx, scores, polytope, lengths, output)
-        ctx.solver, ctx.eta, ctx.threshold, ctx.on_failure = solver, eta, threshold, on_failure
+        ctx.solver, ctx.on_failure = solver, on_failure
+        ctx.step, ctx.eta, ctx.threshold = step, eta, threshold
         return out.reshape(scores.shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         check_gradient(grad_out)
-        _, mu, mask = _saved_marginals(ctx)
+        _, mu, variables = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
-        target = mu - step_sizes(g, ctx.eta, ctx.threshold) * g
+        target = mu - gradient_step(g, ctx.step, ctx.eta, ctx.threshold, variables)
         result = ctx.solver.run(ctx.polytope, target, ctx.lengths)
         handle_failure(result, ctx.on_failure, "SPIGOT-CE backward")
-        grad_scores = _finish(ctx, mu - result.x, mask, grad_out.shape)
-        return grad_scores, None, None, None, None, None, None, None
+        grad_scores = _finish(mu - result.x, variables, grad_out.shape)
+        return grad_scores, None, None, None, None, None, None, None, None
 
 
 class _SpigotEGFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, polytope, eta, threshold, lengths, output):
+    def forward(ctx, scores, polytope, step, eta, threshold, lengths, output):
         out = _forward_output(ctx, scores, polytope, lengths, output)
-        ctx.eta, ctx.threshold = eta, threshold
+        ctx.step, ctx.eta, ctx.threshold = step, eta, threshold
         return out.reshape(scores.shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         check_gradient(grad_out)
-        values, mu, mask = _saved_marginals(ctx)
+        values, mu, variables = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
-        moved = values - step_sizes(g, ctx.eta, ctx.threshold) * g
+        moved = values - gradient_step(g, ctx.step, ctx.eta, ctx.threshold, variables)
         target = ctx.polytope.marginals_batch(moved, ctx.lengths).detach()
-        grad_scores = _finish(ctx, mu - target, mask, grad_out.shape)
-        return grad_scores, None, None, None, None, None
+        grad_scores = _finish(mu - target, variables, grad_out.shape)
+        return grad_scores, None, None, None, None, None, None
 
 
 def _numpy_output(scores: np.ndarray, polytope: Polytope, lengths: Any, output: str) -> np.ndarray:
@@ -159,6 +158,7 @@ def spigot_ce(
     lengths: Array | None = None,
     on_failure: str = "raise",
     output: str = "argmax",
+    step: str | None = None,
     **solver_options: Any,
 ) -> Array:
     r"""The argmax (or the marginals), with the SPIGOT-CE backward pass.
@@ -176,9 +176,9 @@ def spigot_ce(
         Projection solver name or instance (``"exact"``: onto the polytope; ``"relaxed"``: onto
         its relaxation).
     eta
-        Step size :math:`\eta > 0`.
+        :math:`\eta > 0`; its meaning depends on ``step``, as for :func:`~spigot.autodiff.spigot`.
     threshold
-        If set, :math:`\eta_b = \min(\eta, \tau / \|g_b\|)` per instance.
+        :math:`\tau > 0`, for ``step="reference"`` only (as for :func:`~spigot.autodiff.spigot`).
     lengths
         Optional ``(*batch,)`` integer lengths; padded outputs and gradients are 0.
     on_failure
@@ -186,6 +186,10 @@ def spigot_ce(
         tolerance, or ``"warn"``.
     output
         ``"argmax"`` (:math:`\mathrm{map}(s)`) or ``"marginals"`` (:math:`\mu(s)`).
+    step
+        ``"normalized"``, ``"reference"`` or ``"fixed"``: the step rule of
+        :func:`~spigot.autodiff.spigot` (default ``"normalized"``, or ``"reference"`` when
+        ``threshold`` is given); norms over the polytope's variables only.
     **solver_options
         Options for the solver when it is given by name.
 
@@ -201,12 +205,14 @@ def spigot_ce(
     check_polytope(polytope)
     require_marginals(polytope, "SPIGOT-CE")
     resolved = get_solver(solver, **solver_options)
-    eta, threshold = check_eta(eta), check_threshold(threshold)
+    step, eta, threshold = check_step(step, eta, threshold)
     on_failure = check_on_failure(on_failure)
     output = check_choice(output, OUTPUTS, "output")
     if isinstance(scores, np.ndarray):
         return _numpy_output(scores, polytope, lengths, output)
-    return _SpigotCEFunction.apply(scores, polytope, resolved, eta, threshold, lengths, on_failure, output)
+    return _SpigotCEFunction.apply(
+        scores, polytope, resolved, step, eta, threshold, lengths, on_failure, output
+    )
 
 
 def spigot_eg(
@@ -216,6 +222,7 @@ def spigot_eg(
     threshold: float | None = None,
     lengths: Array | None = None,
     output: str = "argmax",
+    step: str | None = None,
 ) -> Array:
     r"""The argmax (or the marginals), with the SPIGOT-EG backward pass.
 
@@ -231,11 +238,11 @@ def spigot_eg(
     """
     check_polytope(polytope)
     require_marginals(polytope, "SPIGOT-EG")
-    eta, threshold = check_eta(eta), check_threshold(threshold)
+    step, eta, threshold = check_step(step, eta, threshold)
     output = check_choice(output, OUTPUTS, "output")
     if isinstance(scores, np.ndarray):
         return _numpy_output(scores, polytope, lengths, output)
-    return _SpigotEGFunction.apply(scores, polytope, eta, threshold, lengths, output)
+    return _SpigotEGFunction.apply(scores, polytope, step, eta, threshold, lengths, output)
 
 
 class SpigotCE(torch.nn.Module):
@@ -249,27 +256,27 @@ class SpigotCE(torch.nn.Module):
         threshold: float | None = None,
         on_failure: str = "raise",
         output: str = "argmax",
+        step: str | None = None,
         **solver_options: Any,
     ) -> None:
         super().__init__()
         self.polytope = check_polytope(polytope)
         require_marginals(polytope, "SPIGOT-CE")
         self.solver = get_solver(solver, **solver_options)
-        self.eta = check_eta(eta)
-        self.threshold = check_threshold(threshold)
+        self.step, self.eta, self.threshold = check_step(step, eta, threshold)
         self.on_failure = check_on_failure(on_failure)
         self.output = check_choice(output, OUTPUTS, "output")
 
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
         return spigot_ce(
             scores, self.polytope, self.solver, self.eta, self.threshold, lengths,
-            self.on_failure, self.output,
+            self.on_failure, self.output, self.step,
         )
 
     def extra_repr(self) -> str:
         return (
-            f"polytope={self.polytope!r}, solver={self.solver!r}, eta={self.eta}, "
-            f"threshold={self.threshold}, output={self.output!r}"
+            f"polytope={self.polytope!r}, solver={self.solver!r}, step={self.step!r}, "
+            f"eta={self.eta}, threshold={self.threshold}, output={self.output!r}"
         )
 
 
@@ -282,19 +289,21 @@ class SpigotEG(torch.nn.Module):
         eta: float = 1.0,
         threshold: float | None = None,
         output: str = "argmax",
+        step: str | None = None,
     ) -> None:
         super().__init__()
         self.polytope = check_polytope(polytope)
         require_marginals(polytope, "SPIGOT-EG")
-        self.eta = check_eta(eta)
-        self.threshold = check_threshold(threshold)
+        self.step, self.eta, self.threshold = check_step(step, eta, threshold)
         self.output = check_choice(output, OUTPUTS, "output")
 
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
-        return spigot_eg(scores, self.polytope, self.eta, self.threshold, lengths, self.output)
+        return spigot_eg(
+            scores, self.polytope, self.eta, self.threshold, lengths, self.output, self.step
+        )
 
     def extra_repr(self) -> str:
         return (
-            f"polytope={self.polytope!r}, eta={self.eta}, threshold={self.threshold}, "
-            f"output={self.output!r}"
+            f"polytope={self.polytope!r}, step={self.step!r}, eta={self.eta}, "
+            f"threshold={self.threshold}, output={self.output!r}"
         )

@@ -49,7 +49,7 @@ class Polytope(ABC):
     - :meth:`marginals_batch`: the marginals :math:`\mathbb{E}_{z \sim p_s}[z]` of the Gibbs
       distribution :math:`p_s(z) \propto \exp\langle s, z \rangle`, for structured attention.
     - :meth:`check_event_shape`, :meth:`valid_slices`, :meth:`min_length`,
-      :meth:`max_length`: shape rules, when the defaults (any non-empty shape; ``lengths``
+      :meth:`max_length`, :meth:`variable_mask`: shape rules, when the defaults (any non-empty shape; ``lengths``
       counts entries of the first event axis) do not fit.
 
     Devices: every public method returns its result on the input's device with its dtype.
@@ -82,6 +82,22 @@ class Polytope(ABC):
         """Index of the valid region of an instance of the given length (``None``: all)."""
         first = slice(0, event_shape[0] if length is None else length)
         return (first,) + tuple(slice(0, n) for n in event_shape[1:])
+
+    def variable_mask(
+        self, shape: tuple[int, ...], lengths: torch.Tensor | None, device: torch.device | str
+    ) -> torch.Tensor:
+        """Boolean ``shape = (B, *event_shape)`` mask, True on the entries that are variables of ``P``.
+
+        The step sizes of the SPIGOT family take their norms over these entries only. The
+        default is every entry of each instance's valid region (:meth:`valid_slices`);
+        structures with entries that are not variables (the diagonal and the root column of
+        dependency trees) override it.
+        """
+        event_shape = tuple(shape[1:])
+        mask = np.zeros(shape, dtype=np.bool_)
+        for i in range(shape[0]):
+            mask[(i, *self.valid_slices(event_shape, None if lengths is None else int(lengths[i])))] = True
+        return torch.from_numpy(mask).to(device)
 
     # ------------------------------------------------------------------ MAP oracle
     def map(self, scores: Array, lengths: Array | None = None) -> Array:

@@ -87,6 +87,12 @@ class _LabeledGraph(FactorGraphPolytope):
         nodes = event_shape[0] if length is None else length + 1
         return (slice(0, nodes), slice(0, nodes), slice(0, event_shape[2]))
 
+    def variable_mask(
+        self, shape: tuple[int, ...], lengths: torch.Tensor | None, device: torch.device | str
+    ) -> torch.Tensor:
+        """Every label of the valid arcs ``h -> m`` (no diagonal, no root column, no padding)."""
+        return arc_mask(lengths, shape[1], shape[0], device)[..., None].expand(shape)
+
     # ------------------------------------------------------------------ factor graph
     def build(self, graph: FactorGraph) -> None:
         """One at-most-one factor over the labels of every arc."""

@@ -74,6 +74,12 @@ class _DependencyPolytope(Polytope):
         size = event_shape[0] if length is None else length + 1
         return (slice(0, size), slice(0, size))
 
+    def variable_mask(
+        self, shape: tuple[int, ...], lengths: torch.Tensor | None, device: torch.device | str
+    ) -> torch.Tensor:
+        """The valid arcs ``h -> m`` (no diagonal, no root column, no padding)."""
+        return arc_mask(lengths, shape[1], shape[0], device)
+
 
 class HeadSelection(_DependencyPolytope):
     r"""Every word picks exactly one head: the SPIGOT paper's relaxation of dependency trees.
@@ -260,6 +266,17 @@ class SpanningTree(Polytope):
     def valid_slices(self, event_shape: tuple[int, ...], length: int | None) -> tuple[slice, ...]:
         size = event_shape[0] if length is None else length
         return (slice(0, size), slice(0, size))
+
+    def variable_mask(
+        self, shape: tuple[int, ...], lengths: torch.Tensor | None, device: torch.device | str
+    ) -> torch.Tensor:
+        """The edges: the strict upper triangle of each instance's valid region."""
+        positions = torch.arange(shape[1], device=device)
+        upper = positions[:, None] < positions[None, :]
+        if lengths is None:
+            return upper.expand(shape)
+        inside = positions[None, :] < lengths.to(device)[:, None]
+        return upper & inside[:, :, None] & inside[:, None, :]
 
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         size = scores.shape[0]
