@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 DEMO_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("clusters", ("pipeline", "ste-i", "spigot", "spigot-ce", "marginals", "imle")),
     ("sentiment", ("pipeline", "ste-i", "spigot", "sparsemap", "marginals", "imle")),
+    ("parse-then-label", ("pipeline", "ste-i", "spigot", "marginals")),
 )
 
 #: Where ``spigot experiment`` writes its tables by default.
@@ -233,7 +234,8 @@ register_command(
 
 # ---------------------------------------------------------------------- spigot experiment
 def _configure_experiment(parser: argparse.ArgumentParser) -> None:
-    from spigot.experiments import PRESETS, available_experiments, available_methods
+    from spigot.experiments import available_experiments, available_methods
+    from spigot.experiments.registry import all_presets
 
     parser.add_argument(
         "name",
@@ -249,7 +251,11 @@ def _configure_experiment(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated methods (default: all of {', '.join(available_methods())})",
     )
     parser.add_argument(
-        "--preset", choices=PRESETS, default="full", help="configuration: full (default) or demo"
+        "--preset",
+        choices=all_presets(),
+        default="full",
+        help="configuration: full (default), demo, or a variant one experiment names "
+        "(parse-then-label: no-intermediate-supervision)",
     )
     parser.add_argument(
         "--run-dir",

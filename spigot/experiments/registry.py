@@ -37,11 +37,18 @@ class Experiment(ABC):
         A one-line description, shown by ``--help`` and atop the results section.
     metrics
         The table's columns.
+    diagnostics
+        Further values each run reports (see :mod:`spigot.experiments.diagnostics`), shown in a
+        second table under the results; none by default.
+    variants
+        Named presets beyond :data:`PRESETS` that this experiment accepts (other regimes).
     """
 
     name: ClassVar[str]
     title: ClassVar[str]
     metrics: ClassVar[tuple[Metric, ...]]
+    diagnostics: ClassVar[tuple[Metric, ...]] = ()
+    variants: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def config(self, preset: str = "full") -> Any:
@@ -75,11 +82,18 @@ def config_id(config: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
 
 
-def check_preset(preset: str) -> str:
-    """Validate a preset name."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+def check_preset(preset: str, variants: tuple[str, ...] = ()) -> str:
+    """Validate a preset name: one of :data:`PRESETS` or of an experiment's ``variants``."""
+    known = PRESETS + tuple(variants)
+    if preset not in known:
+        raise ValueError(f"preset must be one of {known}, got {preset!r}")
     return preset
+
+
+def all_presets() -> tuple[str, ...]:
+    """:data:`PRESETS` and every registered experiment's variants."""
+    variants = (v for name in sorted(_REGISTRY) for v in _REGISTRY[name].variants)
+    return tuple(dict.fromkeys((*PRESETS, *variants)))
 
 
 def register_experiment(cls: E) -> E:

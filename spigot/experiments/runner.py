@@ -29,8 +29,10 @@ from spigot.experiments.results import (
     OK,
     UNSUPPORTED,
     RunRecord,
+    diagnostics_table,
     format_duration,
     one_line,
+    paired_differences,
     results_table,
 )
 
@@ -95,6 +97,20 @@ class ExperimentReport:
             "",
             self.table(),
         ]
+        paired = paired_differences(self.records, self.experiment.metrics[0])
+        if paired:
+            lines += ["", paired]
+        if self.experiment.diagnostics:
+            lines += [
+                "",
+                "Diagnostics (mean over seeds; see `spigot.experiments.diagnostics`): "
+                "`score_norm` the norm of the arc scores, `margin` the smallest gap between a "
+                "chosen part and its best competitor, `zero_share` the share of instances whose "
+                "surrogate gradient is exactly 0, `cosine_ste` its cosine with STE-I's; `start` "
+                "after pre-training, `end` after training.",
+                "",
+                diagnostics_table(self.records, self.experiment.diagnostics),
+            ]
         failures = [r for r in self.records if r.status == FAILED]
         if failures:
             lines += ["", "Failed runs (left out of the means):", ""]
@@ -151,7 +167,7 @@ def run_experiment(
         ``torchrun``.
     """
     experiment = get_experiment(name)
-    preset = check_preset(preset)
+    preset = check_preset(preset, experiment.variants)
     seed_list = _seed_list(seeds)
     chosen = check_methods(methods if methods is not None else experiment.methods())
     if threads is not None and (
