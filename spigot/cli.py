@@ -235,7 +235,7 @@ register_command(
 # ---------------------------------------------------------------------- spigot experiment
 def _configure_experiment(parser: argparse.ArgumentParser) -> None:
     from spigot.experiments import available_experiments, available_methods
-    from spigot.experiments.registry import all_presets
+    from spigot.experiments.registry import GRID_SIZES, all_presets
 
     parser.add_argument(
         "name",
@@ -256,6 +256,13 @@ def _configure_experiment(parser: argparse.ArgumentParser) -> None:
         default="full",
         help="configuration: full (default), demo, or a variant one experiment names "
         "(parse-then-label: no-intermediate-supervision)",
+    )
+    parser.add_argument(
+        "--grid",
+        choices=GRID_SIZES,
+        default="none",
+        help="tune every method on the experiment's dev grid (learning rate x the method's own "
+        "knob) and report each method's best setting: none (default), reduced or full",
     )
     parser.add_argument(
         "--run-dir",
@@ -296,6 +303,7 @@ def _run_experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         progress=not args.no_progress,
         command=command,
         threads=args.threads,
+        grid=args.grid,
     )
     if distributed.is_main_process():
         print()

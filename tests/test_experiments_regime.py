@@ -112,3 +112,48 @@ def test_variants_are_presets_of_their_experiment_only():
     assert check_preset("no-intermediate-supervision", ("no-intermediate-supervision",))
     with pytest.raises(ValueError, match="preset must be one of"):
         check_preset("no-intermediate-supervision")
+
+
+def test_the_runner_tunes_each_method_on_the_dev_grid_and_reports_the_best_setting(tmp_path, monkeypatch):
+    import experiment_fixtures  # noqa: F401  (registers the tiny experiments)
+
+    from spigot.experiments import get_experiment, run_experiment
+    from spigot.experiments.registry import _REGISTRY
+
+    cls = _REGISTRY["tiny-clusters"]
+    monkeypatch.setattr(
+        cls, "grid", lambda self, config, size: {"spigot": ({"lr": 0.01}, {"lr": 0.05, "option:eta": 2.0})}
+    )
+    report = run_experiment(
+        "tiny-clusters", seeds=2, methods=["pipeline", "spigot"], run_dir=tmp_path, progress=False,
+        log=None, grid="reduced",
+    )
+    spigot_points = [p for p in report.tuning if p.method == "spigot"]
+    assert [p.setting for p in spigot_points] == [{"lr": 0.01}, {"lr": 0.05, "option:eta": 2.0}]
+    assert sum(p.chosen for p in spigot_points) == 1 and all(p.seeds == 2 for p in spigot_points)
+    best = max(spigot_points, key=lambda p: p.dev)
+    assert best.chosen
+    chosen = [r for r in report.records if r.method == "spigot"]
+    assert len(chosen) == 2 and pytest.approx(best.dev) == sum(r.metrics["dev_accuracy"] for r in chosen) / 2
+    assert [p.setting for p in report.tuning if p.method == "pipeline"] == [{}]
+    section = report.markdown_section()
+    assert "Dev grid (reduced)" in section and "**lr=" in section
+    config = get_experiment("tiny-clusters").config("full")
+    tuned = get_experiment("tiny-clusters").with_setting(config, "spigot", {"lr": 0.05, "option:eta": 2.0})
+    assert tuned.lr == 0.05 and tuned.estimator_options["spigot"] == {"eta": 2.0}
+    with pytest.raises(ValueError, match="grid must be one of"):
+        run_experiment("tiny-clusters", seeds=1, run_dir=tmp_path, grid="huge", log=None)
+
+
+def test_parse_then_label_grids_contain_the_configured_setting():
+    from spigot.experiments import get_experiment
+    from spigot.experiments.registry import config_id
+
+    experiment = get_experiment("parse-then-label")
+    config = experiment.config("full")
+    reduced, full = experiment.grid(config, "reduced"), experiment.grid(config, "full")
+    assert len(reduced["spigot"]) == 4 and len(full["spigot"]) == 9 and len(full["ste-i"]) == 3
+    for method in ("pipeline", "ste-i", "spigot", "marginals"):
+        ids = {config_id(experiment.with_setting(config, method, s)) for s in reduced[method]}
+        assert config_id(config) in ids
+    assert experiment.grid(config, "none") == {}
