@@ -78,6 +78,7 @@ from spigot.experiments.reproducibility import batch_order, seed_everything
 from spigot.experiments.results import Metric
 from spigot.experiments.token_features import TokenFeatures
 from spigot.experiments.training import train
+from spigot.experiments.tuning import learning_rate_grid
 from spigot.polytopes import Arborescence
 
 
@@ -584,28 +585,9 @@ class ParseThenLabelExperiment(Experiment):
         return ParseThenLabelConfig()
 
     def grid(self, config: ParseThenLabelConfig, size: str) -> dict[str, tuple[dict[str, Any], ...]]:
-        """The parser's learning rate during labeling times each method's own knob.
-
-        ``full``: learning rates ``finetune_lr`` x (1/4, 1, 5/2) and, where the method has a
-        knob, its values x (1/4, 1, 4): ``eta`` for the SPIGOT family (the step), ``sigma``
-        for the perturbed maximizer, ``lambda_`` for I-MLE; ``reduced``: learning rates x
-        (1/4, 1) and knobs x (1, 4). Every grid contains the configured setting.
-        """
-        if size == "none":
-            return {}
-        lr_factors, knob_factors = ((0.25, 1.0, 2.5), (0.25, 1.0, 4.0)) if size == "full" else ((0.25, 1.0), (1.0, 4.0))
-        defaults = {"eta": 1.0, "sigma": 1.0, "lambda_": 1.0}
-        knobs = {name: "eta" for name in SPIGOT_FAMILY} | {"perturbed": "sigma", "imle": "lambda_"}
-        grids: dict[str, tuple[dict[str, Any], ...]] = {}
-        for method in self.methods():
-            lrs = [{"finetune_lr": config.finetune_lr * f} for f in lr_factors]
-            knob = knobs.get(method)
-            if knob is None:
-                grids[method] = tuple(lrs)
-                continue
-            base = float(config.estimator_options.get(method, {}).get(knob, defaults[knob]))
-            grids[method] = tuple({**lr, f"option:{knob}": base * f} for lr in lrs for f in knob_factors)
-        return grids
+        """The parser's learning rate during labeling times each method's own knob
+        (:func:`~spigot.experiments.tuning.learning_rate_grid`)."""
+        return learning_rate_grid(self.methods(), "finetune_lr", config.finetune_lr, config.estimator_options, size)
 
     def describe(self, config: ParseThenLabelConfig) -> str:
         data = load_treebank_data(config.data)
