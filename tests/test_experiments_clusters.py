@@ -85,11 +85,13 @@ def test_a_short_run_reports_every_metric_and_resumes(method, tmp_path):
     experiment = get_experiment("clusters")
     metrics = experiment.run(method, 0, SMALL, tmp_path, progress=False)
     diagnostics = {m.key for m in experiment.diagnostics if m.key != "gold_accuracy"}
+    if method == "pipeline":  # no gradient: no cosine with STE-I's
+        diagnostics -= {"start_cosine_ste", "end_cosine_ste"}
     assert set(metrics) == {m.key for m in experiment.metrics} | diagnostics | {"epochs"}
     assert all(0.0 <= metrics[m.key] <= 1.0 for m in experiment.metrics)
     assert (metrics["start_zero_share"] == 1.0) == (method == "pipeline")
     assert (tmp_path / "checkpoint.pt").is_file()
-    assert experiment.run(method, 0, SMALL, tmp_path, progress=False) == pytest.approx(metrics, nan_ok=True)
+    assert experiment.run(method, 0, SMALL, tmp_path, progress=False) == metrics
 
 
 def test_training_learns_the_rules_and_straight_through_finds_the_clusters(tmp_path):

@@ -4,7 +4,6 @@ labeler, parser pre-training, every method, seeds."""
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 import torch
@@ -134,14 +133,13 @@ def test_one_training_step_of_every_method_is_finite_and_reaches_the_parser(meth
 def test_a_run_is_deterministic_per_seed_and_reports_uas_and_diagnostics(tmp_path):
     experiment = get_experiment("parse-then-label")
     first = experiment.run("spigot", 1, SMALL, tmp_path / "a", progress=False)
-    assert {m.key for m in experiment.metrics + experiment.diagnostics} <= set(first)
+    assert {m.key for m in experiment.metrics + experiment.diagnostics} <= set(first)  # spigot has every one
     assert all(0.0 <= first[m.key] <= 1.0 for m in experiment.metrics)
     assert first["start_score_norm"] > 0 and 0.0 <= first["end_zero_share"] <= 1.0
     assert -1.0 <= first["start_cosine_ste"] <= 1.0
-    again = experiment.run("spigot", 1, SMALL, tmp_path / "b", progress=False)
-    assert again == pytest.approx(first, nan_ok=True)
+    assert experiment.run("spigot", 1, SMALL, tmp_path / "b", progress=False) == first
     pipeline = experiment.run("pipeline", 1, SMALL_NO_SUPERVISION, tmp_path / "c", progress=False)
-    assert pipeline["start_zero_share"] == 1.0 and math.isnan(pipeline["start_cosine_ste"])
+    assert pipeline["start_zero_share"] == 1.0 and "start_cosine_ste" not in pipeline
     data = load_treebank_data(SMALL.data)
     frozen = pretrained_parser(SMALL_NO_SUPERVISION, data, seed=1).eval()
     with torch.no_grad():

@@ -14,8 +14,9 @@ over the batch's instances:
 - ``cosine_ste``: the cosine between the method's surrogate gradient and STE-I's,
   :math:`g = \partial L / \partial z` at the argmax, over the instances where both are non-zero.
 
-A method whose layer passes no gradient (the pipeline) has ``zero_share`` 1 and no cosine
-(NaN).
+A method whose layer passes no gradient (the pipeline) has ``zero_share`` 1 and no
+``cosine_ste`` (the key is left out whenever no instance has both gradients non-zero, so that
+records stay comparable: NaN is not equal to itself).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def latent_diagnostics(
     latent: torch.nn.Module,
     downstream_loss: Callable[[torch.Tensor], torch.Tensor],
 ) -> dict[str, float]:
-    """Score scale, margin, share of zero surrogates and cosine with STE-I on one batch.
+    """Score scale, margin, share of zero surrogates and cosine with STE-I on one batch (a dict
+    keyed by :data:`DIAGNOSTICS`; ``cosine_ste`` only where defined).
 
     Parameters
     ----------
@@ -71,12 +73,14 @@ def latent_diagnostics(
     zero = surrogate.abs().amax(dim=1) == 0
     both = ~zero & (ste.abs().amax(dim=1) > 0)
     cosine = torch.nn.functional.cosine_similarity(surrogate[both], ste[both], dim=1)
-    return {
+    values = {
         "score_norm": float(flat.norm(dim=1).mean()),
         "margin": float(_margins(scores, z, variables).mean()),
         "zero_share": float(zero.double().mean()),
-        "cosine_ste": float(cosine.mean()) if bool(both.any()) else math.nan,
     }
+    if bool(both.any()):
+        values["cosine_ste"] = float(cosine.mean())
+    return values
 
 
 def _margins(scores: torch.Tensor, z: torch.Tensor, variables: torch.Tensor) -> torch.Tensor:
