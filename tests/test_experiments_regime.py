@@ -136,6 +136,7 @@ def test_the_runner_tunes_each_method_on_the_dev_grid_and_reports_the_best_setti
     chosen = [r for r in report.records if r.method == "spigot"]
     assert len(chosen) == 2 and pytest.approx(best.dev) == sum(r.metrics["dev_accuracy"] for r in chosen) / 2
     assert [p.setting for p in report.tuning if p.method == "pipeline"] == [{}]
+    assert len(report.tried) == 6 and len(report.records) == 4  # pipeline 2 + spigot 2 x 2 settings
     section = report.markdown_section()
     assert "Dev grid (reduced)" in section and "**lr=" in section
     config = get_experiment("tiny-clusters").config("full")

@@ -81,6 +81,9 @@ class ExperimentReport:
         The dev grid's size (``"none"``: every method ran its configured setting).
     tuning
         With a grid: one :class:`GridPoint` per (method, setting) tried, in run order.
+    tried
+        Every run of the call, the grid's settings not chosen included (``records`` when no
+        grid ran).
     """
 
     experiment: Experiment
@@ -94,6 +97,7 @@ class ExperimentReport:
     reused: int = 0
     grid: str = "none"
     tuning: tuple[GridPoint, ...] = ()
+    tried: tuple[RunRecord, ...] = ()
 
     def table(self) -> str:
         """The markdown table of the results (mean ± std over seeds)."""
@@ -126,11 +130,12 @@ class ExperimentReport:
         threads = f"{self.threads} torch thread{'s' if self.threads > 1 else ''}"
         processes = f"{self.processes} process{'es' if self.processes > 1 else ''}"
         timing = f"wall-clock {format_duration(self.seconds)} for the whole command"
+        runs = self.tried or self.records
         if self.reused:
-            total = sum(r.seconds for r in self.records)
+            total = sum(r.seconds for r in runs)
             timing = (
                 f"wall-clock {format_duration(self.seconds)} for this command, which read "
-                f"{self.reused} of {len(self.records)} finished runs back from an earlier one "
+                f"{self.reused} of {len(runs)} finished runs back from an earlier one "
                 f"(all runs together: {format_duration(total)})"
             )
         lines += [
@@ -147,11 +152,12 @@ class ExperimentReport:
         if self.experiment.diagnostics:
             lines += [
                 "",
-                "Diagnostics (mean over seeds; see `spigot.experiments.diagnostics`): "
-                "`score_norm` the norm of the arc scores, `margin` the smallest gap between a "
-                "chosen part and its best competitor, `zero_share` the share of instances whose "
-                "surrogate gradient is exactly 0, `cosine_ste` its cosine with STE-I's; `start` "
-                "after pre-training, `end` after training.",
+                "Diagnostics (mean over seeds of the reported settings; see "
+                "`spigot.experiments.diagnostics`): `score_norm` the norm of the latent scores, "
+                "`margin` the smallest gap between a chosen part and its best competitor, "
+                "`zero_share` the share of instances whose surrogate gradient is exactly 0, "
+                "`cosine_ste` its cosine with STE-I's (— where no gradient reaches the scores); "
+                "`start` before training (after pre-training where there is one), `end` after.",
                 "",
                 diagnostics_table(self.records, self.experiment.diagnostics),
             ]
@@ -277,6 +283,7 @@ def _run_all(
     started = time.perf_counter()
     records: list[RunRecord] = []
     tuning: list[GridPoint] = []
+    tried_runs: list[RunRecord] = []
     reused = 0
     for method in methods:
         tried: list[tuple[dict[str, Any], list[RunRecord]]] = []
@@ -295,6 +302,7 @@ def _run_all(
                 if record.status == UNSUPPORTED:
                     break
             tried.append((setting, runs))
+            tried_runs.extend(runs)
             if runs and runs[-1].status == UNSUPPORTED:
                 break
         best = max(range(len(tried)), key=lambda i: _mean_dev(tried[i][1], experiment.dev_metric))
@@ -317,6 +325,7 @@ def _run_all(
         reused,
         grid,
         tuple(tuning),
+        tuple(tried_runs),
     )
 
 
