@@ -7,8 +7,8 @@ given :math:`g = \partial L / \partial z`, it returns
 
 with a per-instance step :math:`\eta_b` (``step``: by default :math:`\eta / \|g_b\|`, a step of
 length :math:`\eta` whatever the scale of the loss; the reference code's
-:math:`\min(\eta, \tau / \|g_b\|)` with ``step="reference"``), the direction from :math:`z` to the projection of a gradient step taken from it: the
-"pulled-back" target :math:`\Pi_P(z - \eta g)` is the closest point of :math:`P` that the
+:math:`\min(\eta, \tau / \|g_b\|)` with ``step="reference"``), the direction from :math:`z`
+to the projection of a gradient step taken from it: the "pulled-back" target :math:`\Pi_P(z - \eta g)` is the closest point of :math:`P` that the
 downstream loss prefers. :math:`P` is the polytope (``solver="exact"``) or its relaxation
 (``solver="relaxed"``, as in the reference implementation). The projection is warm-started at
 :math:`z` when the solver supports it.

@@ -212,12 +212,15 @@ class ClustersExperiment(Experiment):
                 batch_size=ClustersConfig.n_train,
                 patience=200,
                 gold_bound=True,
-                estimator_options={name: {"step": "normalized", "eta": 1.0} for name in ("spigot", "spigot-ce", "spigot-eg")},
+                estimator_options={
+                    name: {"step": "normalized", "eta": 1.0} for name in ("spigot", "spigot-ce", "spigot-eg")
+                },
             )
         return ClustersConfig()
 
     def grid(self, config: ClustersConfig, size: str) -> dict[str, tuple[dict[str, Any], ...]]:
-        """The learning rate times each method's own knob (:func:`~spigot.experiments.tuning.learning_rate_grid`)."""
+        """The learning rate times each method's own knob
+        (:func:`~spigot.experiments.tuning.learning_rate_grid`)."""
         return learning_rate_grid(self.methods(), "lr", config.lr, config.estimator_options, size)
 
     def describe(self, config: ClustersConfig) -> str:
@@ -228,7 +231,8 @@ class ClustersExperiment(Experiment):
             f"train / dev / test examples; Adam (lr {config.lr}), batches of {config.batch_size}"
             f"{' (full batch)' if config.batch_size >= config.n_train else ''}, "
             f"{'at most ' if config.patience else ''}{config.epochs} epochs"
-            f"{f', stopped after {config.patience} epochs without a better dev accuracy' if config.patience else ''}, "
+            + (f", stopped after {config.patience} epochs without a better dev accuracy" if config.patience else "")
+            + ", "
             f"the epoch with the best dev accuracy kept; test-time "
             f"decisions by argmax for every method; the pipeline clusters the inputs with "
             f"k-means and keeps the clusters fixed."

@@ -593,7 +593,10 @@ class ParseThenLabelExperiment(Experiment):
         data = load_treebank_data(config.data)
         sizes = {k: len(v) for k, v in data.splits.items()}
         subset = config.data
-        stop = lambda patience: "" if patience is None else f", stopped after {patience} epochs without a better dev score"  # noqa: E731
+
+        def stop(patience: int | None) -> str:
+            return "" if patience is None else f", stopped after {patience} epochs without a better dev score"
+
         if config.parser_weight > 0:
             regime = (
                 f"Regime: the paper's. During labeling the parser's supervised loss stays in "
