@@ -89,10 +89,13 @@ class Polytope(ABC):
         """Boolean ``shape = (B, *event_shape)`` mask, True on the entries that are variables of ``P``.
 
         The step sizes of the SPIGOT family take their norms over these entries only. The
-        default is every entry of each instance's valid region (:meth:`valid_slices`);
+        default is every entry of each instance's valid region (:meth:`valid_slices`; filled in
+        host memory and moved once when ``lengths`` is given, as for a padded batch);
         structures with entries that are not variables (the diagonal and the root column of
         dependency trees) override it.
         """
+        if lengths is None:  # every entry of every instance: built on the device, no transfer
+            return torch.ones(shape, dtype=torch.bool, device=device)
         event_shape = tuple(shape[1:])
         mask = np.zeros(shape, dtype=np.bool_)
         for i in range(shape[0]):
