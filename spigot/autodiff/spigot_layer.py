@@ -123,6 +123,12 @@ def spigot(
           ``threshold`` keeps its meaning, the largest length of the step.
         - ``"fixed"``: :math:`\eta_b = \eta`. The step scales with the loss: on a mean of
           :math:`K` terms it is :math:`K` times shorter than on their sum.
+
+        With ``"normalized"`` (and ``"reference"`` when its cap is active) the surrogate's size
+        does not follow the loss's scale: a weight on the downstream loss changes only the
+        direction's mix with other losses' gradients, not SPIGOT's, and under
+        DistributedDataParallel, which averages gradients over :math:`W` processes, the
+        surrogate's contribution is :math:`1/W` of a single process's.
     **solver_options
         Options for the solver when it is given by name.
 
