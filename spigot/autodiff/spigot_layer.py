@@ -125,8 +125,8 @@ def spigot(
           :math:`K` terms it is :math:`K` times shorter than on their sum.
 
         With ``"normalized"`` (and ``"reference"`` when its cap is active) the surrogate's size
-        does not follow the loss's scale: a weight on the downstream loss changes only the
-        direction's mix with other losses' gradients, not SPIGOT's, and under
+        does not follow the loss's scale: scaling the downstream loss (a weight, a mean instead
+        of a sum) leaves SPIGOT's surrogate unchanged, and under
         DistributedDataParallel, which averages gradients over :math:`W` processes, the
         surrogate's contribution is :math:`1/W` of a single process's.
     **solver_options
