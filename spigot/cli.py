@@ -36,6 +36,7 @@ from spigot.experiments.cli_types import Command, positive_int
 DEMO_RUNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("clusters", ("pipeline", "ste-i", "spigot", "spigot-ce", "marginals", "imle")),
     ("sentiment", ("pipeline", "ste-i", "spigot", "sparsemap", "marginals", "imle")),
+    ("parse-then-label", ("pipeline", "ste-i", "spigot", "marginals")),
 )
 
 #: The file, inside ``--run-dir``, where ``spigot experiment`` writes its table by default.
@@ -204,7 +205,8 @@ DEMO = Command(
 
 # ---------------------------------------------------------------------- spigot experiment
 def _configure_experiment(parser: argparse.ArgumentParser) -> None:
-    from spigot.experiments import PRESETS, available_experiments, available_methods
+    from spigot.experiments import available_experiments, available_methods
+    from spigot.experiments.registry import GRID_SIZES, all_presets
 
     parser.add_argument(
         "name",
@@ -220,7 +222,18 @@ def _configure_experiment(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated methods (default: all of {', '.join(available_methods())})",
     )
     parser.add_argument(
-        "--preset", choices=PRESETS, default="full", help="configuration: full (default) or demo"
+        "--preset",
+        choices=all_presets(),
+        default="full",
+        help="configuration: full (default), demo, or a variant one experiment names "
+        "(parse-then-label: no-intermediate-supervision)",
+    )
+    parser.add_argument(
+        "--grid",
+        choices=GRID_SIZES,
+        default="none",
+        help="tune every method on the experiment's dev grid (learning rate x the method's own "
+        "knob) and report each method's best setting: none (default), reduced or full",
     )
     parser.add_argument(
         "--run-dir",
@@ -261,6 +274,7 @@ def _run_experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         progress=not args.no_progress,
         command=command,
         threads=args.threads,
+        grid=args.grid,
     )
     if distributed.is_main_process():
         print()

@@ -17,7 +17,13 @@ from spigot.experiments.clusters import ClustersConfig, build_model, make_cluste
 from spigot.experiments.reproducibility import seed_everything
 from spigot.experiments.training import backward_batch
 
-CONFIG = ClustersConfig(n_features=8, n_clusters=4, n_train=40, n_dev=4, n_test=4)
+#: SPIGOT with the fixed step, whose surrogate scales with the loss as an exact gradient does. The
+#: scale-free steps (normalized, or reference when capped) return a surrogate of the same length
+#: whatever the loss's scale, so DDP's average over processes gives 1/world_size of it.
+CONFIG = ClustersConfig(
+    n_features=8, n_clusters=4, n_train=40, n_dev=4, n_test=4,
+    estimator_options={"spigot": {"step": "fixed"}},
+)
 #: Batches: 7 examples (uneven shares 4 + 3) and 1 example (one process gets none).
 BATCHES = {"seven": torch.tensor([3, 17, 5, 29, 11, 0, 38]), "one": torch.tensor([21])}
 METHOD = "spigot"

@@ -33,6 +33,21 @@ def brute_map(scores: np.ndarray, vertices: np.ndarray) -> np.ndarray:
     return vertices[int(np.argmax(flat @ scores.ravel()))]
 
 
+def reference_step_size(g: np.ndarray, step: str, eta: float, threshold: float | None) -> float:
+    """The step multiplier ``eta_b`` of one instance, written out from the rules' definitions."""
+    norm = float(np.sqrt(np.sum(np.asarray(g, dtype=np.float64) ** 2)))
+    if step == "fixed":
+        return eta
+    if step == "normalized":
+        return eta / norm
+    return min(eta, threshold / norm)
+
+
+def spigot_gradient(z: np.ndarray, g: np.ndarray, eta_b: float, vertices: np.ndarray) -> np.ndarray:
+    """SPIGOT: ``z - Proj(z - eta_b g)`` with the cvxpy projection onto the hull of ``vertices``."""
+    return z - hull_projection(z - eta_b * g, vertices)
+
+
 def spigot_ce_gradient(scores: np.ndarray, g: np.ndarray, eta: float, vertices: np.ndarray) -> np.ndarray:
     """SPIGOT-CE: ``mu(s) - Proj(mu(s) - eta g)``, brute-force marginals and a cvxpy projection."""
     mu, _ = gibbs(scores, vertices)

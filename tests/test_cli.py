@@ -98,10 +98,12 @@ def test_demo_prints_a_table_per_demo_experiment(monkeypatch, capsys):
     assert "== tiny-sentiment" in out and "| chain arcs in test trees (%) |" in out
 
 
-def test_the_demo_runs_clusters_and_sentiment_with_known_methods():
+def test_the_demo_runs_clusters_sentiment_and_parse_then_label_with_known_methods():
     from spigot.experiments import available_experiments, check_methods, get_experiment
 
-    assert [name for name, _ in cli.DEMO_RUNS] == ["clusters", "sentiment"]
+    assert [name for name, _ in cli.DEMO_RUNS] == ["clusters", "sentiment", "parse-then-label"]
+    assert dict(cli.DEMO_RUNS)["parse-then-label"] == ("pipeline", "ste-i", "spigot", "marginals")
+    assert get_experiment("parse-then-label").config("demo").parser_weight > 0  # the paper's regime
     for name, methods in cli.DEMO_RUNS:
         assert name in available_experiments()
         assert check_methods(methods) == methods

@@ -235,7 +235,7 @@ def test_spigot_ce_matches_its_formula(case, output, rng):
     _, polytope, shape, vertices = case
     verts = vertices()
     x, g = rng.normal(size=(3, *shape)), rng.normal(size=(3, *shape))
-    module = make_estimator("spigot-ce", polytope, eta=0.7, output=output)
+    module = make_estimator("spigot-ce", polytope, eta=0.7, output=output, step="fixed")
     out, grad = _forward_backward(module, torch.from_numpy(x), torch.from_numpy(g))
     for xi, gi, oi, di in zip(x, g, out.numpy(), grad.numpy()):
         expected_out = brute_map(xi, verts) if output == "argmax" else gibbs(xi, verts)[0]
@@ -250,7 +250,7 @@ def test_spigot_eg_matches_its_formula(case, output, rng):
     _, polytope, shape, vertices = case
     verts = vertices()
     x, g = rng.normal(size=(3, *shape)), rng.normal(size=(3, *shape))
-    module = make_estimator("spigot-eg", polytope, eta=1.5, output=output)
+    module = make_estimator("spigot-eg", polytope, eta=1.5, output=output, step="fixed")
     out, grad = _forward_backward(module, torch.from_numpy(x), torch.from_numpy(g))
     for xi, gi, oi, di in zip(x, g, out.numpy(), grad.numpy()):
         expected_out = brute_map(xi, verts) if output == "argmax" else gibbs(xi, verts)[0]
@@ -264,8 +264,8 @@ def test_spigot_ce_eg_on_the_simplex_are_softmax_sparsemax_formulas(rng):
     g = torch.from_numpy(rng.normal(size=(5, 6)))
     p = torch.softmax(s, -1)
     sparsemax = torch.from_numpy(np.stack([hull_projection(t, np.eye(6)) for t in (p - 2.0 * g).numpy()]))
-    _, grad_ce = _forward_backward(SpigotCE(Simplex(), eta=2.0), s, g)
-    _, grad_eg = _forward_backward(make_estimator("spigot-eg", Simplex(), eta=2.0), s, g)
+    _, grad_ce = _forward_backward(SpigotCE(Simplex(), eta=2.0, step="fixed"), s, g)
+    _, grad_eg = _forward_backward(make_estimator("spigot-eg", Simplex(), eta=2.0, step="fixed"), s, g)
     torch.testing.assert_close(grad_ce, p - sparsemax, atol=1e-6, rtol=0)
     torch.testing.assert_close(grad_eg, p - torch.softmax(s - 2.0 * g, -1), atol=1e-12, rtol=0)
 
@@ -314,7 +314,7 @@ def test_ste_i_and_spigot_backward_formulas(rng):
     _, grad = _forward_backward(make_estimator("ste-i", ExactlyTwo()), torch.from_numpy(x), torch.from_numpy(g))
     np.testing.assert_array_equal(grad.numpy(), g)
     out, grad = _forward_backward(
-        make_estimator("spigot", ExactlyTwo(), eta=0.5), torch.from_numpy(x), torch.from_numpy(g)
+        make_estimator("spigot", ExactlyTwo(), eta=0.5, step="fixed"), torch.from_numpy(x), torch.from_numpy(g)
     )
     for xi, gi, oi, di in zip(x, g, out.numpy(), grad.numpy()):
         z = brute_map(xi, verts)

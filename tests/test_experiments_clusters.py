@@ -84,8 +84,12 @@ def test_pipeline_clusters_the_inputs_with_kmeans_and_trains_only_the_classifier
 def test_a_short_run_reports_every_metric_and_resumes(method, tmp_path):
     experiment = get_experiment("clusters")
     metrics = experiment.run(method, 0, SMALL, tmp_path, progress=False)
-    assert set(metrics) == {m.key for m in experiment.metrics}
-    assert all(0.0 <= v <= 1.0 for v in metrics.values())
+    diagnostics = {m.key for m in experiment.diagnostics if m.key != "gold_accuracy"}
+    if method == "pipeline":  # no gradient: no cosine with STE-I's
+        diagnostics -= {"start_cosine_ste", "end_cosine_ste"}
+    assert set(metrics) == {m.key for m in experiment.metrics} | diagnostics | {"epochs"}
+    assert all(0.0 <= metrics[m.key] <= 1.0 for m in experiment.metrics)
+    assert (metrics["start_zero_share"] == 1.0) == (method == "pipeline")
     assert (tmp_path / "checkpoint.pt").is_file()
     assert experiment.run(method, 0, SMALL, tmp_path, progress=False) == metrics
 
@@ -101,11 +105,22 @@ def test_training_learns_the_rules_and_straight_through_finds_the_clusters(tmp_p
     )  # the latent clusters are learned from the labels alone
 
 
+def test_the_gold_cluster_classifier_is_the_upper_bound(tmp_path):
+    config = dataclasses.replace(SMALL, epochs=30, gold_bound=True, patience=5)
+    result = get_experiment("clusters").run("pipeline", 0, config, tmp_path, progress=False)
+    assert result["gold_accuracy"] > 0.6 and result["gold_accuracy"] >= result["accuracy"] - 0.1  # chance: 0.5
+    assert result["epochs"] <= 30
+
+
 def test_presets_and_description():
     experiment = get_experiment("clusters")
     full, demo = experiment.config("full"), experiment.config("demo")
     assert (full.n_features, full.n_clusters, full.n_train) == (100, 3, 5000)
     assert demo.epochs < full.epochs
+    protocol = experiment.config("mihaylova")
+    assert protocol.batch_size == protocol.n_train and protocol.patience and protocol.gold_bound
+    assert protocol.estimator_options["spigot"] == {"step": "normalized", "eta": 1.0}
+    assert "(full batch)" in experiment.describe(protocol)
     assert "k-means" in experiment.describe(
         full
     ) and "3 clusters in 100 dimensions" in experiment.describe(full)

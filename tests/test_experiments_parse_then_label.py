@@ -16,6 +16,7 @@ from spigot.experiments.parse_then_label import (
     RelationLabeler,
     build_model,
     load_treebank_data,
+    parser_losses,
     parser_uas,
     pretrained_parser,
     relation_losses,
@@ -35,6 +36,9 @@ SMALL = ParseThenLabelConfig(
     epochs=1,
     batch_size=16,
 )
+
+#: SMALL in the former regime: no parser loss during labeling, the pipeline's parser frozen.
+SMALL_NO_SUPERVISION = dataclasses.replace(SMALL, parser_weight=0.0, word_losses="mean")
 
 
 def test_splits_hold_words_tags_gold_trees_and_relations():
@@ -105,10 +109,11 @@ def test_pretraining_is_cached_deterministic_and_leaves_the_generators_seeded():
     assert 0.0 <= parser_uas(first.eval(), data.splits["dev"]) <= 1.0
 
 
+@pytest.mark.parametrize("config", [SMALL, SMALL_NO_SUPERVISION], ids=["multitask", "no-supervision"])
 @pytest.mark.parametrize("method", available_methods())
-def test_one_training_step_of_every_method_is_finite_and_reaches_the_parser(method):
-    data = load_treebank_data(SMALL.data)
-    model = build_model(method, SMALL, data, pretrained_parser(SMALL, data, seed=0)).train()
+def test_one_training_step_of_every_method_is_finite_and_reaches_the_parser(method, config):
+    data = load_treebank_data(config.data)
+    model = build_model(method, config, data, pretrained_parser(config, data, seed=0)).train()
     tokens, lengths, _, relations = data.splits["train"].batch(torch.arange(4))
     logits, arcs = model(tokens, lengths)
     assert logits.shape == (*tokens.shape[:2], len(data.relations))
@@ -118,29 +123,69 @@ def test_one_training_step_of_every_method_is_finite_and_reaches_the_parser(meth
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     parser_grads = [p.grad for p in model.tree.scorer.parameters() if p.grad is not None]
-    if method == "pipeline":
-        assert not parser_grads and not any(p.requires_grad for p in model.tree.parameters())
+    if method == "pipeline":  # no labeling gradient; frozen only without the parser's own loss
+        assert not parser_grads
+        assert any(p.requires_grad for p in model.tree.parameters()) == (config.parser_weight > 0)
     else:
         assert sum(g.abs().sum() for g in parser_grads) > 0
 
 
-def test_a_run_is_deterministic_per_seed_and_reports_uas(tmp_path):
+def test_a_run_is_deterministic_per_seed_and_reports_uas_and_diagnostics(tmp_path):
     experiment = get_experiment("parse-then-label")
     first = experiment.run("spigot", 1, SMALL, tmp_path / "a", progress=False)
-    assert set(first) == {m.key for m in experiment.metrics}
-    assert all(0.0 <= v <= 1.0 for v in first.values())
+    assert {m.key for m in experiment.metrics + experiment.diagnostics} <= set(first)  # spigot has every one
+    assert all(0.0 <= first[m.key] <= 1.0 for m in experiment.metrics)
+    assert first["start_score_norm"] > 0 and 0.0 <= first["end_zero_share"] <= 1.0
+    assert -1.0 <= first["start_cosine_ste"] <= 1.0
     assert experiment.run("spigot", 1, SMALL, tmp_path / "b", progress=False) == first
-    pipeline = experiment.run("pipeline", 1, SMALL, tmp_path / "c", progress=False)
+    pipeline = experiment.run("pipeline", 1, SMALL_NO_SUPERVISION, tmp_path / "c", progress=False)
+    assert pipeline["start_zero_share"] == 1.0 and "start_cosine_ste" not in pipeline
     data = load_treebank_data(SMALL.data)
-    frozen = pretrained_parser(SMALL, data, seed=1).eval()
+    frozen = pretrained_parser(SMALL_NO_SUPERVISION, data, seed=1).eval()
     with torch.no_grad():
         assert pipeline["uas"] == pytest.approx(parser_uas(frozen, data.splits["test"]))
+
+
+def test_the_matched_pipeline_trains_its_parser_on_gold_trees_only():
+    """parser_weight > 0: the pipeline's parser learns from its own loss, never from the labeler's."""
+    data = load_treebank_data(SMALL.data)
+    model = build_model("pipeline", SMALL, data, pretrained_parser(SMALL, data, seed=2)).train()
+    tokens, lengths, _, relations = data.splits["train"].batch(torch.arange(8))
+    logits, _ = model(tokens, lengths)
+    relation_losses(logits, relations, lengths, "sum").sum().backward()
+    assert all(p.grad is None for p in model.tree.scorer.parameters())
+    assert any(p.grad is not None for p in model.labeler.parameters())
+    gold_tokens, gold_lengths, heads, _ = data.splits["parser"].batch(torch.arange(8))
+    parser_losses(model.tree.scorer(gold_tokens, gold_lengths), heads, gold_lengths, "sum").sum().backward()
+    assert sum(p.grad.abs().sum() for p in model.tree.scorer.parameters() if p.grad is not None) > 0
+
+
+def test_word_losses_sum_or_average_over_the_words():
+    logits = torch.randn(2, 4, 5)
+    relations = torch.tensor([[0, 2, 3, 4], [0, 1, 0, 0]])
+    lengths = torch.tensor([3, 1])
+    summed = relation_losses(logits, relations, lengths, "sum")
+    torch.testing.assert_close(summed / lengths, relation_losses(logits, relations, lengths, "mean"))
+    with pytest.raises(ValueError, match="word_losses must be one of"):
+        ParseThenLabelConfig(word_losses="max")
+    with pytest.raises(ValueError, match="parser_weight must be"):
+        ParseThenLabelConfig(parser_weight=-1.0)
 
 
 def test_presets_and_description():
     experiment = get_experiment("parse-then-label")
     full, demo = experiment.config("full"), experiment.config("demo")
+    former = experiment.config("no-intermediate-supervision")
     assert demo.data.n_train < full.data.n_train and demo.epochs <= full.epochs
-    assert full.finetune_lr < full.lr
+    assert full.finetune_lr < full.lr and full.parser_weight > 0 and full.patience is not None
+    assert full.estimator_options["spigot"] == {
+        "solver": "relaxed", "step": "reference", "eta": float(full.batch_size), "threshold": 1.0
+    }
+    assert former.parser_weight == 0 and former.estimator_options["spigot"]["step"] == "fixed"
+    assert (former.pretrain_epochs, former.epochs, former.finetune_lr) == (15, 10, 2e-5)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        experiment.config("nope")
     text = experiment.describe(SMALL)
     assert "24 train sentences with gold trees" in text and "36%" in text
+    assert "matched pipeline" in text
+    assert "no intermediate supervision" in experiment.describe(SMALL_NO_SUPERVISION)

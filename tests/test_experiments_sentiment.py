@@ -98,8 +98,9 @@ def test_one_training_step_of_every_method_is_finite_and_reaches_the_parser(meth
 def test_a_run_is_deterministic_per_seed_and_resumes(tmp_path):
     experiment = get_experiment("sentiment")
     first = experiment.run("ste-i", 3, SMALL, tmp_path / "a", progress=False)
-    assert set(first) == {m.key for m in experiment.metrics}
-    assert all(0.0 <= v <= 1.0 for v in first.values())
+    assert set(first) == {m.key for m in experiment.metrics + experiment.diagnostics}
+    assert all(0.0 <= first[m.key] <= 1.0 for m in experiment.metrics)
+    assert first["start_cosine_ste"] == pytest.approx(1.0) and first["start_score_norm"] > 0  # STE-I vs itself
     assert experiment.run("ste-i", 3, SMALL, tmp_path / "b", progress=False) == first
     assert experiment.run("ste-i", 3, SMALL, tmp_path / "a", progress=False) == first
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from estimator_reference import reference_step_size
 from polytope_cases import CASE_IDS, CASES, ExactlyTwo, exactly_two_vertices
 from reference import hull_projection
 from spigot import SPIGOT, ProjectionError, Simplex, StraightThrough, spigot, ste
@@ -13,24 +14,35 @@ from spigot.errors import ProjectionWarning
 from spigot.polytopes import ProductOfSimplices
 
 
-def expected_spigot_grad(z, g, vertices, eta, threshold):
+def expected_spigot_grad(z, g, vertices, eta, threshold, step=None):
     """``z - Proj(z - eta_b g)`` for one unpadded instance, with the hull QP as projection."""
-    eta_b = eta if threshold is None else min(eta, threshold / max(np.linalg.norm(g), 1e-300))
-    return z - hull_projection(z - eta_b * g, vertices)
+    step = step or ("fixed" if threshold is None else "reference")
+    return z - hull_projection(z - reference_step_size(g, step, eta, threshold) * g, vertices)
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-@pytest.mark.parametrize(("eta", "threshold"), [(1.0, None), (0.5, None), (1.0, 1.0), (2.0, 0.3)])
-def test_backward_equals_projection_formula(case, eta, threshold, rng):
+@pytest.mark.parametrize(
+    ("step", "eta", "threshold"),
+    [
+        ("fixed", 1.0, None),
+        ("fixed", 0.5, None),
+        ("reference", 1.0, 1.0),
+        ("reference", 2.0, 0.3),
+        ("normalized", 1.0, None),
+        ("normalized", 0.4, None),
+    ],
+)
+def test_backward_equals_projection_formula(case, step, eta, threshold, rng):
     _, polytope, shape, vertices = case
     verts = vertices()
     scores = torch.from_numpy(rng.normal(size=(4, *shape))).requires_grad_(True)
     g = torch.from_numpy(rng.normal(size=(4, *shape)) * 2)
-    z = spigot(scores, polytope, eta=eta, threshold=threshold)
+    z = spigot(scores, polytope, eta=eta, threshold=threshold, step=step)
     torch.testing.assert_close(z.detach(), torch.from_numpy(polytope.map(scores.detach().numpy())))
     z.backward(g)
     for zi, gi, grad in zip(z.detach().numpy(), g.numpy(), scores.grad.numpy()):
-        np.testing.assert_allclose(grad, expected_spigot_grad(zi, gi, verts, eta, threshold), atol=1e-6)
+        want = expected_spigot_grad(zi, gi, verts, eta, threshold, step)
+        np.testing.assert_allclose(grad, want, atol=1e-6)
 
 
 @pytest.mark.parametrize("solver", ["exact", "active-set", "pairwise-frank-wolfe", "cvxpy"])
@@ -55,7 +67,7 @@ def test_padded_batch_backward_and_dtype(solver, dtype, rng):
 
 def test_user_polytope_gets_a_working_layer(rng):
     polytope = ExactlyTwo()
-    layer = SPIGOT(polytope, solver="active-set", eta=0.7)
+    layer = SPIGOT(polytope, solver="active-set", eta=0.7, step="fixed")
     scores = torch.from_numpy(rng.normal(size=(3, 5))).requires_grad_(True)
     g = torch.from_numpy(rng.normal(size=(3, 5)))
     layer(scores).backward(g)
@@ -81,7 +93,7 @@ def test_relaxed_solver_uses_the_relaxation(rng):
             return UnitCube()
 
     scores = torch.tensor([[2.0, 0.0, -1.0]], requires_grad=True)
-    z = spigot(scores, SimplexInCube(), solver="relaxed")
+    z = spigot(scores, SimplexInCube(), solver="relaxed", step="fixed")
     z.backward(torch.tensor([[0.5, -0.4, 0.1]]))
     # z - clip(z - g, 0, 1) = [1, 0, 0] - [0.5, 0.4, 0]
     torch.testing.assert_close(scores.grad, torch.tensor([[0.5, -0.4, 0.0]]))

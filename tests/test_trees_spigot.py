@@ -29,7 +29,7 @@ def padded_scores(size: int, requires_grad: bool = True) -> torch.Tensor:
 )
 def test_backward_is_z_minus_projection_of_the_gradient_step(polytope, solver, reference):
     scores = padded_scores(7)
-    z = spigot(scores, polytope, solver=solver, lengths=LENGTHS)
+    z = spigot(scores, polytope, solver=solver, lengths=LENGTHS, step="fixed")
     assert torch.equal(z.detach(), polytope.map(scores.detach(), LENGTHS))
     g = torch.randn(z.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     z.backward(g)
@@ -47,8 +47,9 @@ def test_threshold_caps_the_step_per_instance():
     z.backward(g)
     valid = torch.zeros_like(g, dtype=torch.bool)
     for mask, n in zip(valid, LENGTHS.tolist()):
-        mask[: n + 1, : n + 1] = True
-    g = g * valid  # padded entries do not count in the norms
+        mask[: n + 1, 1 : n + 1] = True  # the arcs h -> m: m a word, h a node
+        mask.fill_diagonal_(False)
+    g = g * valid  # the diagonal, the root column and padding do not count in the norms
     eta = torch.clamp(1.0 / g.flatten(1).norm(dim=1), max=1.0)[:, None, None]
     target = z.detach() - eta * g
     expected = z.detach() - HeadSelection().project(target, "closed-form", lengths=LENGTHS).x
@@ -59,7 +60,7 @@ def test_spanning_tree_spigot_backward():
     polytope = SpanningTree()
     scores = padded_scores(6)
     lengths = torch.tensor([6, 2, 1, 4])
-    z = spigot(scores, polytope, solver="exact", lengths=lengths)
+    z = spigot(scores, polytope, solver="exact", lengths=lengths, step="fixed")
     g = torch.randn(z.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     z.backward(g)
     expected = z.detach() - polytope.project(z.detach() - g, "active-set", lengths=lengths).x

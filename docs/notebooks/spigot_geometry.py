@@ -6,8 +6,8 @@
 # $\hat\nabla_s$ given $g = \partial L / \partial z$:
 #
 # - straight-through (STE-I): $\hat\nabla_s = g$;
-# - SPIGOT: $\hat\nabla_s = z - \Pi_P(z - \eta g)$, with $\eta_b = \min(\eta, \tau / \|g_b\|)$
-#   when a threshold $\tau$ is set (the reference code uses $\eta = \tau = 1$);
+# - SPIGOT: $\hat\nabla_s = z - \Pi_P(z - \eta g)$, with $\eta_b = \eta$ (`step="fixed"`) or
+#   $\eta_b = \min(\eta, \tau / \|g_b\|)$ when a threshold $\tau$ is set (`step="reference"`) (the reference code uses $\eta = \tau = 1$);
 # - the relaxed problem, whose gradient is exact: replace the argmax by SparseMAP,
 #   $p(s) = \Pi_P(s)$, and differentiate $L(p(s))$: $\nabla_s = J_{\Pi_P}(s)^\top g$.
 #
@@ -80,7 +80,8 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def spigot_gradient(polytope, scores, c, eta, threshold, solver="exact"):
     leaf = scores.clone().requires_grad_(True)
-    (spigot(leaf, polytope, solver=solver, eta=eta, threshold=threshold) * c).sum().backward()
+    step = "fixed" if threshold is None else "reference"
+    (spigot(leaf, polytope, solver=solver, eta=eta, threshold=threshold, step=step) * c).sum().backward()
     return leaf.grad
 
 

@@ -51,18 +51,55 @@ def check_gradient(grad: torch.Tensor) -> None:
     check_finite(grad, "the incoming gradient dL/dz")
 
 
-def step_sizes(grad: torch.Tensor, eta: float, threshold: float | None) -> torch.Tensor:
-    r"""Per-instance :math:`\eta_b = \min(\eta, \tau / \|g_b\|)` (just :math:`\eta` without :math:`\tau`).
+#: The step rules of the SPIGOT family (see :func:`check_step` and :func:`gradient_step`).
+STEP_RULES = ("normalized", "reference", "fixed")
 
-    ``grad`` is ``(B, *event)``; returns ``(B, 1, ..., 1)`` broadcastable against it.
+
+def check_step(step: str | None, eta: float, threshold: float | None) -> tuple[str, float, float | None]:
+    """Validate a step rule with its ``eta`` and ``threshold``; return ``(step, eta, threshold)``.
+
+    ``step=None`` picks ``"reference"`` when ``threshold`` is given (the library's former
+    ``eta, threshold`` arguments keep their meaning) and ``"normalized"`` otherwise; the
+    reference rule's ``threshold`` defaults to 1.
     """
+    eta, threshold = check_eta(eta), check_threshold(threshold)
+    if step is None:
+        step = "normalized" if threshold is None else "reference"
+    step = check_choice(step, STEP_RULES, "step")
+    if step == "reference":
+        return step, eta, 1.0 if threshold is None else threshold
+    if threshold is not None:
+        raise ValueError(
+            f"threshold={threshold} applies only to step='reference' (eta_b = min(eta, "
+            f"threshold / ||g_b||)); step={step!r} takes eta alone"
+        )
+    return step, eta, None
+
+
+def gradient_step(
+    grad: torch.Tensor, step: str, eta: float, threshold: float | None, variables: torch.Tensor | None
+) -> torch.Tensor:
+    r"""The per-instance step :math:`\eta_b g_b` of a rule of :data:`STEP_RULES`.
+
+    ``grad`` is ``(B, *event)``; ``variables`` is ``None`` or a boolean ``(B, *event)`` mask of
+    the polytope's variables: entries outside it are zeroed and do not count in the norms.
+    Norms are computed scaled, :math:`\|g_b\| = m_b \|g_b / m_b\|` with
+    :math:`m_b = \max_i |g_{bi}|`, so a gradient whose squared norm overflows still gets its
+    step (and an all-zero gradient gets a zero step).
+    """
+    if variables is not None:
+        grad = grad * variables
+    if step == "fixed":
+        return eta * grad
     shape = (grad.shape[0],) + (1,) * (grad.ndim - 1)
-    eta_b = torch.full(shape, eta, dtype=grad.dtype, device=grad.device)
-    if threshold is None:
-        return eta_b
-    norms = grad.flatten(start_dim=1).norm(dim=1).reshape(shape)
-    capped = threshold / norms.clamp(min=torch.finfo(grad.dtype).tiny)
-    return torch.minimum(eta_b, capped)
+    largest = grad.flatten(start_dim=1).abs().amax(dim=1).reshape(shape)
+    unit = grad / torch.where(largest > 0, largest, torch.ones_like(largest))
+    scaled_norm = unit.flatten(start_dim=1).norm(dim=1).reshape(shape)  # in [1, sqrt(size)], or 0
+    safe_norm = torch.where(scaled_norm > 0, scaled_norm, torch.ones_like(scaled_norm))
+    if step == "normalized":
+        return unit * (eta / safe_norm)
+    # min(eta, tau / (m n)) * g = min(eta m, tau / n) * (g / m)
+    return unit * torch.minimum(eta * largest, threshold / safe_norm)
 
 
 def project_in_backward(
@@ -141,6 +178,20 @@ def solver_tol(solver: Solver | None) -> float | None:
 
 def _host(values: Any) -> Any:
     return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
+
+
+def variables_mask(polytope: Polytope, batch: Batch) -> torch.Tensor | None:
+    """``(B, *event)`` mask of the polytope's variables in ``batch``, or ``None`` when every entry counts.
+
+    The entries of :meth:`~spigot.polytopes.Polytope.variable_mask` (for trees the arcs: no
+    diagonal, no root column) within each instance's valid region (no padding).
+    """
+    mask = padding_mask(batch)
+    variables = polytope.variable_mask(batch.event_shape)
+    if variables is None:
+        return mask
+    keep = torch.as_tensor(np.asarray(variables, dtype=np.bool_), device=batch.values.device)
+    return keep.expand(batch.values.shape) if mask is None else mask & keep
 
 
 def padding_mask(batch: Batch) -> torch.Tensor | None:

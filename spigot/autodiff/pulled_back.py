@@ -42,9 +42,10 @@ take the pulled-back target by one step of size :math:`\eta` *from the marginals
 - ``output="marginals"``: the forward pass returns :math:`\mu(s)` and :math:`g = \nabla L(\mu(s))`
   is exactly the gradient of the derivation.
 
-In both, :math:`\eta_b = \min(\eta, \tau / \|g_b\|)` per instance when a ``threshold``
-:math:`\tau` is set (as for :func:`~spigot.autodiff.spigot`). Padded entries of the output and
-of the gradient are 0.
+In both, the per-instance step :math:`\eta_b` follows the rule ``step`` of
+:func:`~spigot.autodiff.spigot` (by default :math:`\eta / \|g_b\|`, a step of length
+:math:`\eta` whatever the scale of the loss; ``"reference"``: :math:`\min(\eta, \tau /
+\|g_b\|)`; ``"fixed"``: :math:`\eta`), with norms over the polytope's variables only. Padded entries of the output and of the gradient are 0.
 
 **Structures with a MAP oracle only: the SparseMAP point.** The Gibbs marginals need the
 log-partition, which many structures lack (permutations and matchings: a permanent, #P-hard;
@@ -86,16 +87,15 @@ from spigot._batch import Array, as_batch
 from spigot.autodiff._common import (
     check_certify,
     check_choice,
-    check_eta,
     check_gradient,
     check_on_failure,
     check_polytope,
-    check_threshold,
+    check_step,
+    gradient_step,
     handle_failure,
-    padding_mask,
     project_in_backward,
     require_marginals,
-    step_sizes,
+    variables_mask,
 )
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solver
@@ -145,12 +145,12 @@ def _forward_output(
             out = mean(values, batch.lengths)
         else:
             out = polytope.map_batch(values, batch.lengths)
-    mask = padding_mask(batch)
-    ctx.polytope, ctx.lengths, ctx.has_mask = polytope, batch.lengths, mask is not None
+    variables = variables_mask(polytope, batch)
+    ctx.polytope, ctx.lengths, ctx.has_mask = polytope, batch.lengths, variables is not None
     ctx.batch = replace(batch, values=values)  # the validated shape, without the graph
     ctx.mean = mean
     ctx.output_is_marginals = output == "marginals"
-    ctx.save_for_backward(values, out, mask if mask is not None else torch.empty(0))
+    ctx.save_for_backward(values, out, variables if variables is not None else torch.empty(0))
     return out
 
 
@@ -163,17 +163,19 @@ def _saved_marginals(ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return values, ctx.mean(values, ctx.lengths), mask
 
 
-def _finish(ctx, grad_scores: torch.Tensor, mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+def _finish(ctx, grad_scores: torch.Tensor, variables: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The gradient on the polytope's variables only (0 on padding and ignored entries), reshaped."""
     if ctx.has_mask:
-        grad_scores = grad_scores * mask
+        grad_scores = grad_scores * variables
     return grad_scores.reshape(shape)
 
 
 class _SpigotCEFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, polytope, solver, eta, threshold, lengths, on_failure, output, certify, mean):
+    def forward(ctx, scores, polytope, solver, step, eta, threshold, lengths, on_failure, output, certify, mean):
         out = _forward_output(ctx, scores, polytope, lengths, output, mean)
-        ctx.solver, ctx.eta, ctx.threshold, ctx.on_failure = solver, eta, threshold, on_failure
+        ctx.solver, ctx.on_failure = solver, on_failure
+        ctx.step, ctx.eta, ctx.threshold = step, eta, threshold
         ctx.certify = certify
         return out.to(scores.dtype).reshape(scores.shape)
 
@@ -183,19 +185,19 @@ class _SpigotCEFunction(torch.autograd.Function):
         check_gradient(grad_out)
         _, mu, mask = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
-        target = mu - step_sizes(g, ctx.eta, ctx.threshold) * g
+        target = mu - gradient_step(g, ctx.step, ctx.eta, ctx.threshold, mask if ctx.has_mask else None)
         p = project_in_backward(
             ctx.solver, ctx.polytope, ctx.batch, target, None, ctx.certify, ctx.on_failure, "SPIGOT-CE backward"
         )
         grad_scores = _finish(ctx, mu - p, mask, grad_out.shape)
-        return grad_scores, None, None, None, None, None, None, None, None, None
+        return grad_scores, None, None, None, None, None, None, None, None, None, None
 
 
 class _SpigotEGFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, polytope, eta, threshold, lengths, output, mean):
+    def forward(ctx, scores, polytope, step, eta, threshold, lengths, output, mean):
         out = _forward_output(ctx, scores, polytope, lengths, output, mean)
-        ctx.eta, ctx.threshold = eta, threshold
+        ctx.step, ctx.eta, ctx.threshold = step, eta, threshold
         return out.to(scores.dtype).reshape(scores.shape)
 
     @staticmethod
@@ -204,11 +206,11 @@ class _SpigotEGFunction(torch.autograd.Function):
         check_gradient(grad_out)
         values, mu, mask = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
-        moved = values - step_sizes(g, ctx.eta, ctx.threshold) * g
+        moved = values - gradient_step(g, ctx.step, ctx.eta, ctx.threshold, mask if ctx.has_mask else None)
         with torch.no_grad():
             target = ctx.mean(moved, ctx.lengths)
         grad_scores = _finish(ctx, mu - target, mask, grad_out.shape)
-        return grad_scores, None, None, None, None, None, None
+        return grad_scores, None, None, None, None, None, None, None
 
 
 def _numpy_output(scores: np.ndarray, polytope: Polytope, lengths: Any, output: str, mean: _RelaxedMean) -> np.ndarray:
@@ -229,6 +231,7 @@ def spigot_ce(
     output: str = "argmax",
     certify: bool = False,
     marginals: str = "auto",
+    step: str | None = None,
     **solver_options: Any,
 ) -> Array:
     r"""The argmax (or the marginals), with the SPIGOT-CE backward pass.
@@ -247,9 +250,9 @@ def spigot_ce(
         Projection solver name or instance (``"exact"``: onto the polytope; ``"relaxed"``: onto
         its relaxation); it also computes the SparseMAP point.
     eta
-        Step size :math:`\eta > 0`.
+        :math:`\eta > 0`; its meaning depends on ``step``, as for :func:`~spigot.autodiff.spigot`.
     threshold
-        If set, :math:`\eta_b = \min(\eta, \tau / \|g_b\|)` per instance.
+        :math:`\tau > 0`, for ``step="reference"`` only (as for :func:`~spigot.autodiff.spigot`).
     lengths
         Optional ``(*batch,)`` integer lengths; padded outputs and gradients are 0.
     on_failure
@@ -263,6 +266,10 @@ def spigot_ce(
         ``"gibbs"`` (the Gibbs marginals), ``"sparsemap"`` (the SparseMAP point
         :math:`\Pi_P(s)`, for any structure), or ``"auto"``: ``"gibbs"`` where the polytope
         defines marginals, ``"sparsemap"`` otherwise.
+    step
+        ``"normalized"``, ``"reference"`` or ``"fixed"``: the step rule of
+        :func:`~spigot.autodiff.spigot` (default ``"normalized"``, or ``"reference"`` when
+        ``threshold`` is given); norms over the polytope's variables only.
     **solver_options
         Options for the solver when it is given by name.
 
@@ -279,14 +286,14 @@ def spigot_ce(
     kind = resolve_marginals(polytope, marginals, "SPIGOT-CE")
     certify = check_certify(certify)
     resolved = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT-CE")
-    eta, threshold = check_eta(eta), check_threshold(threshold)
+    step, eta, threshold = check_step(step, eta, threshold)
     on_failure = check_on_failure(on_failure)
     output = check_choice(output, OUTPUTS, "output")
     mean = _RelaxedMean(polytope, kind, resolved, on_failure, "SPIGOT-CE")
     if isinstance(scores, np.ndarray):
         return _numpy_output(scores, polytope, lengths, output, mean)
     return _SpigotCEFunction.apply(
-        scores, polytope, resolved, eta, threshold, lengths, on_failure, output, certify, mean
+        scores, polytope, resolved, step, eta, threshold, lengths, on_failure, output, certify, mean
     )
 
 
@@ -300,6 +307,7 @@ def spigot_eg(
     marginals: str = "auto",
     solver: str | Solver = "exact",
     on_failure: str = "raise",
+    step: str | None = None,
     **solver_options: Any,
 ) -> Array:
     r"""The argmax (or the marginals), with the SPIGOT-EG backward pass.
@@ -317,14 +325,14 @@ def spigot_eg(
     """
     check_polytope(polytope)
     kind = resolve_marginals(polytope, marginals, "SPIGOT-EG")
-    eta, threshold = check_eta(eta), check_threshold(threshold)
+    step, eta, threshold = check_step(step, eta, threshold)
     output = check_choice(output, OUTPUTS, "output")
     on_failure = check_on_failure(on_failure)
     resolved = get_solver(solver, **solver_options)
     mean = _RelaxedMean(polytope, kind, resolved, on_failure, "SPIGOT-EG")
     if isinstance(scores, np.ndarray):
         return _numpy_output(scores, polytope, lengths, output, mean)
-    return _SpigotEGFunction.apply(scores, polytope, eta, threshold, lengths, output, mean)
+    return _SpigotEGFunction.apply(scores, polytope, step, eta, threshold, lengths, output, mean)
 
 
 class SpigotCE(torch.nn.Module):
@@ -340,6 +348,7 @@ class SpigotCE(torch.nn.Module):
         output: str = "argmax",
         certify: bool = False,
         marginals: str = "auto",
+        step: str | None = None,
         **solver_options: Any,
     ) -> None:
         super().__init__()
@@ -347,20 +356,19 @@ class SpigotCE(torch.nn.Module):
         self.marginals = resolve_marginals(polytope, marginals, "SPIGOT-CE")
         self.certify = check_certify(certify)
         self.solver = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT-CE")
-        self.eta = check_eta(eta)
-        self.threshold = check_threshold(threshold)
+        self.step, self.eta, self.threshold = check_step(step, eta, threshold)
         self.on_failure = check_on_failure(on_failure)
         self.output = check_choice(output, OUTPUTS, "output")
 
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
         return spigot_ce(
             scores, self.polytope, self.solver, self.eta, self.threshold, lengths,
-            self.on_failure, self.output, self.certify, self.marginals,
+            self.on_failure, self.output, self.certify, self.marginals, self.step,
         )
 
     def extra_repr(self) -> str:
         return (
-            f"polytope={self.polytope!r}, solver={self.solver!r}, eta={self.eta}, "
+            f"polytope={self.polytope!r}, solver={self.solver!r}, step={self.step!r}, eta={self.eta}, "
             f"threshold={self.threshold}, output={self.output!r}, marginals={self.marginals!r}"
         )
 
@@ -377,13 +385,13 @@ class SpigotEG(torch.nn.Module):
         marginals: str = "auto",
         solver: str | Solver = "exact",
         on_failure: str = "raise",
+        step: str | None = None,
         **solver_options: Any,
     ) -> None:
         super().__init__()
         self.polytope = check_polytope(polytope)
         self.marginals = resolve_marginals(polytope, marginals, "SPIGOT-EG")
-        self.eta = check_eta(eta)
-        self.threshold = check_threshold(threshold)
+        self.step, self.eta, self.threshold = check_step(step, eta, threshold)
         self.output = check_choice(output, OUTPUTS, "output")
         self.on_failure = check_on_failure(on_failure)
         self.solver = get_solver(solver, **solver_options)
@@ -391,12 +399,12 @@ class SpigotEG(torch.nn.Module):
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
         return spigot_eg(
             scores, self.polytope, self.eta, self.threshold, lengths, self.output, self.marginals,
-            self.solver, self.on_failure,
+            self.solver, self.on_failure, self.step,
         )
 
     def extra_repr(self) -> str:
         solver = f", solver={self.solver!r}" if self.marginals == "sparsemap" else ""
         return (
-            f"polytope={self.polytope!r}, eta={self.eta}, threshold={self.threshold}, "
+            f"polytope={self.polytope!r}, step={self.step!r}, eta={self.eta}, threshold={self.threshold}, "
             f"output={self.output!r}, marginals={self.marginals!r}{solver}"
         )

@@ -4,10 +4,11 @@ Forward, the layer returns the highest-scoring structure :math:`z = \mathrm{map}
 given :math:`g = \partial L / \partial z`, it returns
 
 .. math:: \frac{\partial L}{\partial s} \leftarrow z - \Pi_P(z - \eta_b\, g),
-          \qquad \eta_b = \min(\eta, \tau / \|g_b\|),
 
-the direction from :math:`z` to the projection of a gradient step taken from it: the
-"pulled-back" target :math:`\Pi_P(z - \eta g)` is the closest point of :math:`P` that the
+with a per-instance step :math:`\eta_b` (``step``: by default :math:`\eta / \|g_b\|`, a step of
+length :math:`\eta` whatever the scale of the loss; the reference code's
+:math:`\min(\eta, \tau / \|g_b\|)` with ``step="reference"``), the direction from :math:`z`
+to the projection of a gradient step taken from it: the "pulled-back" target :math:`\Pi_P(z - \eta g)` is the closest point of :math:`P` that the
 downstream loss prefers. :math:`P` is the polytope (``solver="exact"``) or its relaxation
 (``solver="relaxed"``, as in the reference implementation). The backward pass calls the
 solver's internal ``solve`` on the batch the forward pass validated and flattened (no second
@@ -37,15 +38,14 @@ import torch
 
 from spigot._batch import Array, as_batch
 from spigot.autodiff._common import (
-    check_eta,
     check_gradient,
     check_on_failure,
     check_polytope,
-    check_threshold,
     check_certify,
-    padding_mask,
+    check_step,
+    gradient_step,
     project_in_backward,
-    step_sizes,
+    variables_mask,
 )
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solver, vertex_starts
@@ -55,14 +55,14 @@ from spigot.solvers.registry import get_solver
 
 class _SpigotFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, polytope, solver, eta, threshold, lengths, on_failure, certify):
+    def forward(ctx, scores, polytope, solver, step, eta, threshold, lengths, on_failure, certify):
         batch = as_batch(polytope, scores, lengths)
         with torch.no_grad():
             z = polytope.map_batch(batch.values.detach(), batch.lengths)
-        ctx.polytope, ctx.solver, ctx.eta, ctx.threshold = polytope, solver, eta, threshold
+        ctx.polytope, ctx.solver, ctx.step, ctx.eta, ctx.threshold = polytope, solver, step, eta, threshold
         ctx.batch = replace(batch, values=batch.values.detach())  # the validated shape, without the graph
         ctx.on_failure, ctx.certify = on_failure, certify
-        ctx.mask = padding_mask(batch)
+        ctx.variables = variables_mask(polytope, batch)
         ctx.save_for_backward(z)
         return z.to(scores.dtype).reshape(scores.shape)
 
@@ -70,17 +70,14 @@ class _SpigotFunction(torch.autograd.Function):
     def backward(ctx, grad_z):
         (z,) = ctx.saved_tensors
         check_gradient(grad_z)
-        g = grad_z.reshape(z.shape)
-        if ctx.mask is not None:  # padded entries must not count in the norms of the step sizes
-            g = g * ctx.mask
-        eta_b = step_sizes(g, ctx.eta, ctx.threshold)
-        target = z - eta_b * g
+        g = grad_z.reshape(z.shape)  # only the polytope's variables count in the step's norm
+        target = z - gradient_step(g, ctx.step, ctx.eta, ctx.threshold, ctx.variables)
         start = vertex_starts(ctx.batch, z) if ctx.solver.warm_start else None
         p = project_in_backward(
             ctx.solver, ctx.polytope, ctx.batch, target, start, ctx.certify, ctx.on_failure, "SPIGOT backward"
         )
         grad_scores = z - p
-        return grad_scores.reshape(grad_z.shape), None, None, None, None, None, None, None
+        return grad_scores.reshape(grad_z.shape), None, None, None, None, None, None, None, None
 
 
 def spigot(
@@ -92,6 +89,7 @@ def spigot(
     lengths: Array | None = None,
     on_failure: str = "raise",
     certify: bool = False,
+    step: str | None = None,
     **solver_options: Any,
 ) -> Array:
     r"""Highest-scoring structure, with the SPIGOT backward pass.
@@ -106,10 +104,11 @@ def spigot(
         Projection solver name or instance; ``"exact"`` projects onto the polytope,
         ``"relaxed"`` onto its relaxation as the paper's reference code does.
     eta
-        Step size :math:`\eta > 0`.
+        :math:`\eta > 0`: the step's length for ``step="normalized"``, the largest multiplier
+        for ``"reference"``, the multiplier for ``"fixed"`` (see ``step``).
     threshold
-        If set, cap the step per instance: :math:`\eta_b = \min(\eta, \tau / \|g_b\|)` (the
-        reference code uses ``eta=1, threshold=1``).
+        :math:`\tau > 0`, for ``step="reference"`` only: the largest length of a step
+        (default 1). Giving it without ``step`` selects ``"reference"``.
     lengths
         Optional ``(*batch,)`` integer lengths; padded outputs and gradients are 0.
     on_failure
@@ -120,6 +119,32 @@ def spigot(
         an instance whose gap exceeds :math:`\sqrt{\epsilon}\max(1, \|x - p\|_1)` fails).
         Iterative solvers always certify: the gap they stop on decides their success; closed
         forms are exact by construction and skip it by default.
+    step
+        How the step :math:`\eta_b g_b` of instance :math:`b` is sized; :math:`\|g_b\|` is
+        the norm of the incoming gradient over the polytope's variables only
+        (:meth:`~spigot.polytopes.Polytope.variable_mask`: for trees the valid arcs, not the
+        diagonal, the root column or padding), computed without overflow.
+
+        - ``"normalized"`` (the default without ``threshold``): :math:`\eta_b = \eta /
+          \|g_b\|`, a step of length :math:`\eta` per instance. It does not depend on the
+          scale of the loss: a mean-reduced loss (PyTorch's default) and the summed one give
+          the same gradient. ``eta=1`` is the reference code's step whenever its cap is active
+          (:math:`\|g_b\| \ge \tau = 1`), the usual case on its summed losses.
+        - ``"reference"`` (the default when ``threshold`` is given): the reference code's
+          :math:`\eta_b = \min(\eta, \tau / \|g_b\|)`, :math:`\tau` = ``threshold``. The
+          paper ran it with ``eta=1, threshold=1`` (``threshold=5/32`` on SST) on losses
+          *summed* over words and sentences. For a loss that is a mean of :math:`K` terms, whose
+          gradient is the summed loss's divided by :math:`K`, pass ``eta=K`` (batch size times
+          mean sentence length for a word-level loss) to take the reference's step;
+          ``threshold`` keeps its meaning, the largest length of the step.
+        - ``"fixed"``: :math:`\eta_b = \eta`. The step scales with the loss: on a mean of
+          :math:`K` terms it is :math:`K` times shorter than on their sum.
+
+        With ``"normalized"`` (and ``"reference"`` when its cap is active) the surrogate's size
+        does not follow the loss's scale: scaling the downstream loss (a weight, a mean instead
+        of a sum) leaves SPIGOT's surrogate unchanged, and under
+        DistributedDataParallel, which averages gradients over :math:`W` processes, the
+        surrogate's contribution is :math:`1/W` of a single process's.
     **solver_options
         Options for the solver when it is given by name.
 
@@ -130,13 +155,12 @@ def spigot(
     """
     check_polytope(polytope)
     resolved = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT")
-    eta = check_eta(eta)
-    threshold = check_threshold(threshold)
+    step, eta, threshold = check_step(step, eta, threshold)
     on_failure = check_on_failure(on_failure)
     certify = check_certify(certify)
     if isinstance(scores, np.ndarray):
         return polytope.map(scores, lengths)
-    return _SpigotFunction.apply(scores, polytope, resolved, eta, threshold, lengths, on_failure, certify)
+    return _SpigotFunction.apply(scores, polytope, resolved, step, eta, threshold, lengths, on_failure, certify)
 
 
 class SPIGOT(torch.nn.Module):
@@ -153,20 +177,24 @@ class SPIGOT(torch.nn.Module):
         threshold: float | None = None,
         on_failure: str = "raise",
         certify: bool = False,
+        step: str | None = None,
         **solver_options: Any,
     ) -> None:
         super().__init__()
         self.polytope = check_polytope(polytope)
         self.solver = check_compatible(get_solver(solver, **solver_options), polytope, "SPIGOT")
-        self.eta = check_eta(eta)
-        self.threshold = check_threshold(threshold)
+        self.step, self.eta, self.threshold = check_step(step, eta, threshold)
         self.on_failure = check_on_failure(on_failure)
         self.certify = check_certify(certify)
 
     def forward(self, scores: torch.Tensor, lengths: Array | None = None) -> torch.Tensor:
         return spigot(
-            scores, self.polytope, self.solver, self.eta, self.threshold, lengths, self.on_failure, self.certify
+            scores, self.polytope, self.solver, self.eta, self.threshold, lengths, self.on_failure,
+            self.certify, self.step,
         )
 
     def extra_repr(self) -> str:
-        return f"polytope={self.polytope!r}, solver={self.solver!r}, eta={self.eta}, threshold={self.threshold}"
+        return (
+            f"polytope={self.polytope!r}, solver={self.solver!r}, step={self.step!r}, "
+            f"eta={self.eta}, threshold={self.threshold}"
+        )

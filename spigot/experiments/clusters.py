@@ -19,7 +19,16 @@ the argmax. The ``pipeline`` baseline instead clusters the training inputs with 
 keeps that assignment fixed (cluster, then classify).
 
 Reported: test accuracy of the model with the best dev accuracy, its dev accuracy, and the
-V-measure of its test-set cluster choices against the true clusters.
+V-measure of its test-set cluster choices against the true clusters; the diagnostics of
+:mod:`spigot.experiments.diagnostics` on 256 training examples at initialisation (``start_``) and
+after training (``end_``).
+
+The preset ``mihaylova`` follows Mihaylova et al.'s protocol: full-batch training (each update
+sees the whole training set), until the dev accuracy stops improving, the SPIGOT family with a
+step of length 1 per example (``step="normalized"``, ``eta=1``), the learning rate of each
+method from the dev grid (``spigot experiment clusters --preset mihaylova --grid reduced``),
+and, as the upper bound, the same classifier given the gold clusters (``gold_accuracy``, with
+the pipeline's runs).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spigot.experiments.diagnostics import DIAGNOSTICS, latent_diagnostics
 from spigot.experiments.kmeans import kmeans
 from spigot.experiments.methods import PIPELINE, build_latent_layer
 from spigot.experiments.metrics import accuracy, v_measure
@@ -38,6 +48,7 @@ from spigot.experiments.registry import Experiment, check_preset, register_exper
 from spigot.experiments.reproducibility import seed_everything
 from spigot.experiments.results import Metric
 from spigot.experiments.training import train
+from spigot.experiments.tuning import learning_rate_grid
 from spigot.polytopes import Simplex
 
 
@@ -56,7 +67,12 @@ class ClustersConfig:
     data_seed
         Seed of the data (fixed across training seeds).
     epochs, batch_size, lr
-        Adam training schedule.
+        Adam training schedule (``epochs`` at most, with ``patience``).
+    patience
+        Stop after this many epochs without a better dev accuracy (``None``: every epoch).
+    gold_bound
+        With the pipeline's runs, also train the classifier on the gold clusters and report its
+        test accuracy as ``gold_accuracy`` (the upper bound of every method).
     estimator_options
         Options passed to the latent layer of a method, by method name.
     """
@@ -73,6 +89,8 @@ class ClustersConfig:
     batch_size: int = 50
     lr: float = 0.01
     estimator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    patience: int | None = None
+    gold_bound: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +176,10 @@ def build_model(
     return LatentClusterClassifier(encoder, latent, config.n_features, config.n_clusters)
 
 
+#: The preset of Mihaylova et al.'s protocol.
+MIHAYLOVA = "mihaylova"
+
+
 @register_experiment
 class ClustersExperiment(Experiment):
     """Latent cluster choice on the simplex (Mihaylova, Niculae and Martins, 2020)."""
@@ -170,18 +192,48 @@ class ClustersExperiment(Experiment):
         Metric("v_measure", "cluster V-measure", percent=False, digits=3),
     )
 
+    diagnostics = (
+        Metric("gold_accuracy", "gold-cluster classifier test accuracy (%)"),
+        *(
+            Metric(f"{when}_{key}", f"{key} ({when})", percent=False, digits=3)
+            for when in ("start", "end")
+            for key in DIAGNOSTICS
+        ),
+    )
+    variants = (MIHAYLOVA,)
+
     def config(self, preset: str = "full") -> ClustersConfig:
-        if check_preset(preset) == "demo":
+        preset = check_preset(preset, self.variants)
+        if preset == "demo":
             return ClustersConfig(epochs=50)
+        if preset == MIHAYLOVA:
+            return ClustersConfig(
+                epochs=2000,
+                batch_size=ClustersConfig.n_train,
+                patience=200,
+                gold_bound=True,
+                estimator_options={
+                    name: {"step": "normalized", "eta": 1.0} for name in ("spigot", "spigot-ce", "spigot-eg")
+                },
+            )
         return ClustersConfig()
+
+    def grid(self, config: ClustersConfig, size: str) -> dict[str, tuple[dict[str, Any], ...]]:
+        """The learning rate times each method's own knob
+        (:func:`~spigot.experiments.tuning.learning_rate_grid`)."""
+        return learning_rate_grid(self.methods(), "lr", config.lr, config.estimator_options, size)
 
     def describe(self, config: ClustersConfig) -> str:
         return (
             f"{self.title}. {config.n_clusters} clusters in {config.n_features} dimensions "
             f"(centre std {config.cluster_std}, input std {config.data_std}, data seed "
             f"{config.data_seed}); {config.n_train} / {config.n_dev} / {config.n_test} "
-            f"train / dev / test examples; Adam (lr {config.lr}), batches of {config.batch_size}, "
-            f"{config.epochs} epochs, the epoch with the best dev accuracy kept; test-time "
+            f"train / dev / test examples; Adam (lr {config.lr}), batches of {config.batch_size}"
+            f"{' (full batch)' if config.batch_size >= config.n_train else ''}, "
+            f"{'at most ' if config.patience else ''}{config.epochs} epochs"
+            + (f", stopped after {config.patience} epochs without a better dev accuracy" if config.patience else "")
+            + ", "
+            f"the epoch with the best dev accuracy kept; test-time "
             f"decisions by argmax for every method; the pipeline clusters the inputs with "
             f"k-means and keeps the clusters fixed."
             + (
@@ -210,6 +262,7 @@ class ClustersExperiment(Experiment):
             logits, _ = net(dev.x)
             return accuracy(logits.argmax(dim=1), dev.y)
 
+        start = cluster_diagnostics(model, train_set, config)
         result = train(
             model,
             optimizer,
@@ -222,11 +275,83 @@ class ClustersExperiment(Experiment):
             checkpoint=workdir / "checkpoint.pt",
             progress=progress,
             description=f"clusters {method} seed {seed}",
+            patience=config.patience,
         )
+        end = cluster_diagnostics(model, train_set, config)
         with torch.no_grad():
             logits, z = model(test.x)
-        return {
+        values = {
             "accuracy": accuracy(logits.argmax(dim=1), test.y),
             "dev_accuracy": result.best_score,
             "v_measure": v_measure(test.z, z.argmax(dim=1)),
+            "epochs": float(len(result.history)),
+            **{f"start_{k}": v for k, v in start.items()},
+            **{f"end_{k}": v for k, v in end.items()},
         }
+        if config.gold_bound and method == PIPELINE:
+            values["gold_accuracy"] = gold_cluster_accuracy(config, data, seed, workdir, progress)
+        return values
+
+
+#: Training examples the diagnostics are measured on.
+DIAGNOSTIC_EXAMPLES = 256
+
+
+def cluster_diagnostics(
+    model: LatentClusterClassifier, split: ClusterSplit, config: ClustersConfig
+) -> dict[str, float]:
+    """:func:`~spigot.experiments.diagnostics.latent_diagnostics` of ``model`` on ``split``'s
+    first examples, with the loss reduced as in training (a mean over the batch)."""
+    x, y = split.x[:DIAGNOSTIC_EXAMPLES], split.y[:DIAGNOSTIC_EXAMPLES]
+    inputs = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+    with torch.no_grad():
+        scores = model.encoder(x)
+
+    def loss(z: torch.Tensor) -> torch.Tensor:
+        logits = model.decoder(z, inputs)
+        return torch.nn.functional.cross_entropy(logits, y, reduction="sum") / min(config.batch_size, len(y))
+
+    return latent_diagnostics(scores, None, model.polytope, model.latent, loss)
+
+
+class GoldClusterClassifier(torch.nn.Module):
+    """The classifier of :class:`LatentClusterClassifier` given the true cluster (no encoder)."""
+
+    def __init__(self, n_features: int, n_clusters: int) -> None:
+        super().__init__()
+        self.n_clusters = n_clusters
+        self.decoder = torch.nn.Bilinear(n_clusters, n_features + 1, 2)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        onehot = torch.nn.functional.one_hot(z, self.n_clusters).to(x.dtype)
+        return self.decoder(onehot, torch.cat([x, torch.ones_like(x[:, :1])], dim=1))
+
+
+def gold_cluster_accuracy(
+    config: ClustersConfig, data: dict[str, ClusterSplit], seed: int, workdir: Path, progress: bool
+) -> float:
+    """Test accuracy of the classifier trained on the gold clusters, with ``config``'s schedule."""
+    seed_everything(seed)
+    model = GoldClusterClassifier(config.n_features, config.n_clusters)
+    train_set, dev, test = data["train"], data["dev"], data["test"]
+
+    def example_losses(net: torch.nn.Module, indices: torch.Tensor) -> torch.Tensor:
+        logits = net(train_set.x[indices], train_set.z[indices])
+        return torch.nn.functional.cross_entropy(logits, train_set.y[indices], reduction="none")
+
+    train(
+        model,
+        torch.optim.Adam(model.parameters(), lr=config.lr),
+        example_losses,
+        n_examples=len(train_set.y),
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        evaluate=lambda net: accuracy(net(dev.x, dev.z).argmax(dim=1), dev.y),
+        seed=seed,
+        checkpoint=workdir / "gold-checkpoint.pt",
+        progress=progress,
+        description=f"clusters gold clusters seed {seed}",
+        patience=config.patience,
+    )
+    with torch.no_grad():
+        return accuracy(model(test.x, test.z).argmax(dim=1), test.y)

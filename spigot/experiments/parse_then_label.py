@@ -22,12 +22,21 @@ its loss reaches the parser through each method's latent layer.
   last two read through the structure (:class:`RelationLabeler`). The labeler has no sentence
   encoder of its own, so everything it knows about a word's context comes through the tree.
 
-**Pipeline**: the pre-trained parser is frozen and the labeler trains on its trees. Every other
-method starts from the same pre-trained parser (same seed) and fine-tunes it with the labeling
-loss through its latent layer.
+**Regimes.** By default (preset ``full``) the experiment runs in the paper's regime: the
+parser's supervised loss stays in the objective during end-to-end training, one batch of gold
+trees interleaved with every labeling batch at weight ``parser_weight``, both losses summed over
+a sentence's words and averaged over the batch, and SPIGOT takes the reference code's step
+(``step="reference"``, ``eta`` = the batch size, which makes it the step of the summed loss,
+``threshold=1``). Its baseline is the **matched pipeline**: the same parser training (pre-training,
+then the gold batches), but no labeling gradient into the parser. Pre-training and labeling stop
+on dev with ``patience``. The preset ``no-intermediate-supervision`` is the former regime: the
+parser is pre-trained for a fixed number of epochs, then trained by the labeling loss alone at a
+small learning rate, and the **pipeline** freezes it.
 
-Reported: test relation accuracy of the model with the best dev accuracy, that dev accuracy, and
-the test UAS of its parser (which the labeling loss may raise or lower).
+Reported: test relation accuracy of the model with the best dev accuracy, that dev accuracy, the
+test UAS of its parser (which the labeling loss may raise or lower), and the diagnostics of
+:mod:`spigot.experiments.diagnostics` on 64 training sentences after pre-training (``start_``)
+and after training (``end_``).
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from spigot.experiments.data import (
     relation_vocabulary,
     word_vocabulary,
 )
+from spigot.experiments.diagnostics import DIAGNOSTICS, latent_diagnostics
 from spigot.experiments.latent_tree import TREE_ESTIMATOR_OPTIONS, LatentTree
 from spigot.experiments.methods import PIPELINE, build_latent_layer
 from spigot.experiments.registry import (
@@ -64,10 +74,11 @@ from spigot.experiments.registry import (
     config_id,
     register_experiment,
 )
-from spigot.experiments.reproducibility import seed_everything
+from spigot.experiments.reproducibility import batch_order, seed_everything
 from spigot.experiments.results import Metric
 from spigot.experiments.token_features import TokenFeatures
 from spigot.experiments.training import train
+from spigot.experiments.tuning import learning_rate_grid
 from spigot.polytopes import Arborescence
 
 
@@ -119,14 +130,25 @@ class ParseThenLabelConfig:
     dropout
         Dropout of the parser's inputs and of the labeler's hidden layer.
     pretrain_epochs
-        Epochs of parser pre-training on the gold trees (best dev UAS kept).
+        Most epochs of parser pre-training on the gold trees (best dev UAS kept).
     epochs, batch_size, lr
-        Adam schedule of both stages (the labeling epoch with the best dev accuracy is kept).
+        Adam schedule of both stages (the labeling epoch with the best dev accuracy is kept;
+        ``epochs`` is the most labeling epochs).
     finetune_lr
-        The parser's learning rate while the labeling loss fine-tunes it (the labeler uses
-        ``lr``): at ``lr`` the first updates, driven by a still random labeler, undo the
-        pre-training (STE-I took the test UAS from 75% to 13% in two epochs at ``lr``, and to
-        42% in eight epochs at 2e-4).
+        The parser's learning rate during labeling (the labeler uses ``lr``). Without
+        intermediate supervision, at ``lr`` the first updates, driven by a still random
+        labeler, undo the pre-training (STE-I took the test UAS from 75% to 13% in two epochs
+        at ``lr``, and to 42% in eight epochs at 2e-4).
+    parser_weight
+        Weight of the parser's supervised loss, one batch of gold trees interleaved with every
+        labeling batch; 0 for no intermediate supervision (the pipeline then freezes the
+        parser).
+    word_losses
+        ``"sum"`` (the reference code's) or ``"mean"``: how both losses reduce over a
+        sentence's words (sentences are averaged over the batch either way).
+    patience, pretrain_patience
+        Stop labeling (pre-training) after this many epochs without a better dev score;
+        ``None`` runs every epoch.
     estimator_options
         Options of the latent layer, by method name.
     """
@@ -140,14 +162,52 @@ class ParseThenLabelConfig:
     offset_dim: int = 8
     max_offset: int = 4
     dropout: float = 0.2
-    pretrain_epochs: int = 15
-    epochs: int = 10
+    pretrain_epochs: int = 80
+    epochs: int = 40
     batch_size: int = 32
     lr: float = 2e-3
-    finetune_lr: float = 2e-5
+    finetune_lr: float = 2e-4
+    parser_weight: float = 1.0
+    word_losses: str = "sum"
+    patience: int | None = 5
+    pretrain_patience: int | None = 10
     estimator_options: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {k: dict(v) for k, v in TREE_ESTIMATOR_OPTIONS.items()}
+        default_factory=lambda: reference_step_options(32)
     )
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.parser_weight, (int, float)) and self.parser_weight >= 0):
+            raise ValueError(f"parser_weight must be a number >= 0, got {self.parser_weight!r}")
+        if self.word_losses not in WORD_LOSSES:
+            raise ValueError(f"word_losses must be one of {WORD_LOSSES}, got {self.word_losses!r}")
+
+
+#: How the per-word losses of a sentence are reduced.
+WORD_LOSSES = ("sum", "mean")
+
+#: The estimators that take a SPIGOT step (``step``, ``eta``, ``threshold``).
+SPIGOT_FAMILY = ("spigot", "spigot-ce", "spigot-eg")
+
+
+def reference_step_options(batch_size: int) -> dict[str, dict[str, Any]]:
+    r"""The tree options with the reference code's step for the SPIGOT family.
+
+    The reference sums the loss over words and sentences and takes :math:`\eta_b = \min(1,
+    1 / \|g_b\|)`; here the loss is averaged over the ``batch_size`` sentences of a batch,
+    so ``eta = batch_size`` gives the same step.
+    """
+    options = {k: dict(v) for k, v in TREE_ESTIMATOR_OPTIONS.items()}
+    for name in SPIGOT_FAMILY:
+        options.setdefault(name, {}).update(step="reference", eta=float(batch_size), threshold=1.0)
+    return options
+
+
+def fixed_step_options() -> dict[str, dict[str, Any]]:
+    """The tree options with a fixed step ``eta=1`` for the SPIGOT family (the former regime)."""
+    options = {k: dict(v) for k, v in TREE_ESTIMATOR_OPTIONS.items()}
+    for name in SPIGOT_FAMILY:
+        options.setdefault(name, {}).update(step="fixed", eta=1.0)
+    return options
 
 
 @dataclass(frozen=True)
@@ -366,7 +426,7 @@ def pretrained_parser(
 
         def example_losses(net: nn.Module, indices: torch.Tensor) -> torch.Tensor:
             tokens, lengths, heads, _ = gold.batch(indices)
-            return head_selection_loss(net(tokens, lengths), heads, lengths) / lengths
+            return parser_losses(net(tokens, lengths), heads, lengths, config.word_losses)
 
         train(
             parser,
@@ -379,6 +439,7 @@ def pretrained_parser(
             seed=seed,
             progress=progress,
             description=f"parse-then-label parser seed {seed}",
+            patience=config.pretrain_patience,
         )
         _PRETRAINED[key] = {k: v.clone() for k, v in parser.state_dict().items()}
     parser.load_state_dict(_PRETRAINED[key])
@@ -390,10 +451,16 @@ def pretrained_parser(
 def build_model(
     method: str, config: ParseThenLabelConfig, data: TreebankData, parser: ArcParser
 ) -> ParseThenLabelModel:
-    """The model of ``method`` around the pre-trained ``parser`` (frozen for the pipeline)."""
+    """The model of ``method`` around the pre-trained ``parser``.
+
+    The pipeline's parser gets no labeling gradient; without intermediate supervision
+    (``parser_weight=0``) it is frozen, otherwise its supervised loss keeps training it (the
+    matched pipeline).
+    """
     polytope = Arborescence(single_root=True)
     latent = build_latent_layer(method, polytope, **config.estimator_options.get(method, {}))
-    tree = LatentTree(parser, latent, polytope, frozen=method == PIPELINE)
+    frozen = method == PIPELINE and config.parser_weight == 0
+    tree = LatentTree(parser, latent, polytope, frozen=frozen)
     features = TokenFeatures(
         [(len(data.words), config.word_dim), (len(data.tags), config.tag_dim)]
     )
@@ -409,13 +476,47 @@ def build_model(
 
 
 def relation_losses(
-    logits: torch.Tensor, relations: torch.Tensor, lengths: torch.Tensor
+    logits: torch.Tensor, relations: torch.Tensor, lengths: torch.Tensor, word_losses: str = "mean"
 ) -> torch.Tensor:
-    """Per-sentence mean cross-entropy of the words' relations (root and padding ignored)."""
+    """Per-sentence cross-entropy of the words' relations, summed or averaged over the words
+    (``word_losses``; root and padding ignored)."""
     losses = nn.functional.cross_entropy(
         logits.transpose(1, 2), relations, ignore_index=0, reduction="none"
-    )
-    return losses.sum(dim=1) / lengths.to(losses.dtype)
+    ).sum(dim=1)
+    return losses if word_losses == "sum" else losses / lengths.to(losses.dtype)
+
+
+def parser_losses(
+    scores: torch.Tensor, heads: torch.Tensor, lengths: torch.Tensor, word_losses: str
+) -> torch.Tensor:
+    """Per-sentence head-selection loss, summed or averaged over the words (``word_losses``)."""
+    losses = head_selection_loss(scores, heads, lengths)
+    return losses if word_losses == "sum" else losses / lengths.to(losses.dtype)
+
+
+#: Training sentences the diagnostics are measured on.
+DIAGNOSTIC_SENTENCES = 64
+
+
+def run_diagnostics(
+    model: ParseThenLabelModel, split: TreebankSplit, config: ParseThenLabelConfig
+) -> dict[str, float]:
+    """:func:`~spigot.experiments.diagnostics.latent_diagnostics` of ``model`` on ``split``'s
+    first sentences (dropout off), with the labeling loss reduced as in training."""
+    tokens, lengths, _, relations = split.batch(torch.arange(min(DIAGNOSTIC_SENTENCES, len(split))))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            scores = model.tree.scorer(tokens, lengths)
+
+        def loss(structure: torch.Tensor) -> torch.Tensor:
+            logits = model.labeler(tokens, structure)
+            return relation_losses(logits, relations, lengths, config.word_losses).sum() / config.batch_size
+
+        return latent_diagnostics(scores, lengths, model.tree.polytope, model.tree.latent, loss)
+    finally:
+        model.train(was_training)
 
 
 def _evaluate(
@@ -435,9 +536,13 @@ def _evaluate(
     return right / words, arcs_right / words
 
 
+#: The preset of the former regime (no parser loss during labeling, frozen pipeline).
+NO_SUPERVISION = "no-intermediate-supervision"
+
+
 @register_experiment
 class ParseThenLabelExperiment(Experiment):
-    """A pre-trained parser fine-tuned by a relation labeler's loss (Peng et al. 2018)."""
+    """A pre-trained parser trained on by a relation labeler's loss (Peng et al. 2018)."""
 
     name = "parse-then-label"
     title = (
@@ -449,22 +554,64 @@ class ParseThenLabelExperiment(Experiment):
         Metric("dev_accuracy", "dev relation accuracy (%)"),
         Metric("uas", "test UAS (%)"),
     )
+    diagnostics = tuple(
+        Metric(f"{when}_{key}", f"{key} ({when})", percent=False, digits=3)
+        for when in ("start", "end")
+        for key in DIAGNOSTICS
+    )
+    variants = (NO_SUPERVISION,)
 
     def config(self, preset: str = "full") -> ParseThenLabelConfig:
-        if check_preset(preset) == "demo":
+        preset = check_preset(preset, self.variants)
+        if preset == "demo":
             return ParseThenLabelConfig(
-                data=PetroGoldSubset(
-                    max_words=20, n_parser=150, n_train=500, n_dev=150, n_test=300
-                ),
-                pretrain_epochs=8,
-                epochs=4,
+                data=PetroGoldSubset(max_words=15, n_parser=150, n_train=300, n_dev=100, n_test=200),
+                pretrain_epochs=30,
+                pretrain_patience=5,
+                epochs=6,
+                patience=2,
+            )
+        if preset == NO_SUPERVISION:
+            return ParseThenLabelConfig(
+                pretrain_epochs=15,
+                epochs=10,
+                finetune_lr=2e-5,
+                parser_weight=0.0,
+                word_losses="mean",
+                patience=None,
+                pretrain_patience=None,
+                estimator_options=fixed_step_options(),
             )
         return ParseThenLabelConfig()
+
+    def grid(self, config: ParseThenLabelConfig, size: str) -> dict[str, tuple[dict[str, Any], ...]]:
+        """The parser's learning rate during labeling times each method's own knob
+        (:func:`~spigot.experiments.tuning.learning_rate_grid`)."""
+        return learning_rate_grid(self.methods(), "finetune_lr", config.finetune_lr, config.estimator_options, size)
 
     def describe(self, config: ParseThenLabelConfig) -> str:
         data = load_treebank_data(config.data)
         sizes = {k: len(v) for k, v in data.splits.items()}
         subset = config.data
+
+        def stop(patience: int | None) -> str:
+            return "" if patience is None else f", stopped after {patience} epochs without a better dev score"
+
+        if config.parser_weight > 0:
+            regime = (
+                f"Regime: the paper's. During labeling the parser's supervised loss stays in "
+                f"the objective (one batch of {config.batch_size} gold trees per labeling batch, "
+                f"weight {config.parser_weight}; parser lr {config.finetune_lr}); the pipeline "
+                f"is the matched pipeline (same parser training, no labeling gradient into the "
+                f"parser). Losses {'summed' if config.word_losses == 'sum' else 'averaged'} over "
+                f"a sentence's words, averaged over the batch."
+            )
+        else:
+            regime = (
+                f"Regime: no intermediate supervision. The labeling loss alone trains the parser "
+                f"(lr {config.finetune_lr}) except in the pipeline, where it is frozen. Losses "
+                f"{'summed' if config.word_losses == 'sum' else 'averaged'} over a sentence's words."
+            )
         return (
             f"{self.title}. Sentences of 2 to {subset.max_words} words; {sizes['parser']} "
             f"train sentences with gold trees pre-train the parser, {sizes['train']} others "
@@ -476,34 +623,42 @@ class ParseThenLabelExperiment(Experiment):
             f"36% of PetroGold's word types have an English GloVe vector) with {config.tag_dim}d "
             f"gold UPOS embeddings; {len(data.relations) - 2} relations. Parser: BiLSTM "
             f"({config.hidden_dim} per direction) + biaffine arcs ({config.arc_dim}), "
-            f"pre-trained for {config.pretrain_epochs} epochs (best dev UAS kept); latent "
-            f"structure: single-root non-projective trees (Arborescence). Labeler: each word's "
-            f"own features, its head's features and the head's relative position (buckets up "
-            f"to {config.max_offset}), all read through the structure, then an MLP "
-            f"({config.label_dim}); no sentence encoder. Dropout {config.dropout}; Adam (lr "
-            f"{config.lr}), batches of {config.batch_size}, {config.epochs} epochs of labeling "
-            f"(parser fine-tuned by the labeling loss at lr {config.finetune_lr} except in the "
-            f"pipeline, where it is frozen), the epoch with the best dev accuracy kept; "
-            f"test-time trees by argmax for every method. Estimator options: "
-            f"{config.estimator_options}."
+            f"pre-trained for at most {config.pretrain_epochs} epochs{stop(config.pretrain_patience)} "
+            f"(best dev UAS kept); latent structure: single-root non-projective trees "
+            f"(Arborescence). Labeler: each word's own features, its head's features and the "
+            f"head's relative position (buckets up to {config.max_offset}), all read through the "
+            f"structure, then an MLP ({config.label_dim}); no sentence encoder. Dropout "
+            f"{config.dropout}; Adam (lr {config.lr}), batches of {config.batch_size}, at most "
+            f"{config.epochs} epochs of labeling{stop(config.patience)}, the epoch with the best "
+            f"dev accuracy kept; test-time trees by argmax for every method. {regime} "
+            f"Estimator options: {config.estimator_options}."
         )
 
     def run(
         self, method: str, seed: int, config: ParseThenLabelConfig, workdir: Path, progress: bool
     ) -> dict[str, float]:
         data = load_treebank_data(config.data)
-        train_set, dev, test = (data.splits[s] for s in ("train", "dev", "test"))
+        train_set, dev, test, gold = (data.splits[s] for s in ("train", "dev", "test", "parser"))
         parser = pretrained_parser(config, data, seed, progress)
         model = build_model(method, config, data, parser)
+        start = run_diagnostics(model, train_set, config)
         groups = [{"params": list(model.labeler.parameters()), "lr": config.lr}]
-        if method != PIPELINE:
+        if not model.tree.frozen:
             groups.append({"params": list(model.tree.parameters()), "lr": config.finetune_lr})
         optimizer = torch.optim.Adam(groups)
 
         def example_losses(net: nn.Module, indices: torch.Tensor) -> torch.Tensor:
             tokens, lengths, _, relations = train_set.batch(indices)
             logits, _ = net(tokens, lengths)
-            return relation_losses(logits, relations, lengths)
+            return relation_losses(logits, relations, lengths, config.word_losses)
+
+        def parser_batch_loss(net: nn.Module, epoch: int, step: int) -> torch.Tensor:
+            # a seeded batch of gold trees per labeling batch (the parser split is small)
+            order = batch_order(len(gold), seed, 1_000 * (epoch + 1) + step)
+            tokens, lengths, heads, _ = gold.batch(order[: config.batch_size])
+            scores = net.tree.scorer(tokens, lengths)
+            losses = parser_losses(scores, heads, lengths, config.word_losses)
+            return config.parser_weight * losses.mean()
 
         result = train(
             model,
@@ -517,7 +672,17 @@ class ParseThenLabelExperiment(Experiment):
             checkpoint=workdir / "checkpoint.pt",
             progress=progress,
             description=f"parse-then-label {method} seed {seed}",
+            patience=config.patience,
+            auxiliary=parser_batch_loss if config.parser_weight > 0 else None,
         )
+        end = run_diagnostics(model, train_set, config)
         with torch.no_grad():
             test_accuracy, test_uas = _evaluate(model, test)
-        return {"accuracy": test_accuracy, "dev_accuracy": result.best_score, "uas": test_uas}
+        return {
+            "accuracy": test_accuracy,
+            "dev_accuracy": result.best_score,
+            "uas": test_uas,
+            "epochs": float(len(result.history)),
+            **{f"start_{k}": v for k, v in start.items()},
+            **{f"end_{k}": v for k, v in end.items()},
+        }

@@ -22,6 +22,10 @@ from spigot.experiments.results import Metric
 #: The configuration presets every experiment provides.
 PRESETS = ("full", "demo")
 
+#: Sizes of the dev grid :func:`~spigot.experiments.run_experiment` can tune on: none, a reduced
+#: grid (what fits a small machine), or the full one; each experiment defines its grids.
+GRID_SIZES = ("none", "reduced", "full")
+
 _REGISTRY: dict[str, type[Experiment]] = {}
 E = TypeVar("E", bound="type[Experiment]")
 
@@ -37,11 +41,20 @@ class Experiment(ABC):
         A one-line description, shown by ``--help`` and atop the results section.
     metrics
         The table's columns.
+    diagnostics
+        Further values each run reports (see :mod:`spigot.experiments.diagnostics`), shown in a
+        second table under the results; none by default.
+    variants
+        Named presets beyond :data:`PRESETS` that this experiment accepts (other regimes).
     """
 
     name: ClassVar[str]
     title: ClassVar[str]
     metrics: ClassVar[tuple[Metric, ...]]
+    diagnostics: ClassVar[tuple[Metric, ...]] = ()
+    variants: ClassVar[tuple[str, ...]] = ()
+    #: The metric key a dev grid selects settings on (a dev-set score, higher is better).
+    dev_metric: ClassVar[str] = "dev_accuracy"
 
     @abstractmethod
     def config(self, preset: str = "full") -> Any:
@@ -59,6 +72,25 @@ class Experiment(ABC):
         the experiment's polytope.
         """
 
+    def grid(self, config: Any, size: str) -> dict[str, tuple[dict[str, Any], ...]]:
+        """Per method, the settings a dev grid of ``size`` (see :data:`GRID_SIZES`) tries.
+
+        A setting maps configuration fields to values, and ``"option:NAME"`` to the value of
+        the method's estimator option ``NAME`` (see :meth:`with_setting`). A method absent from
+        the result runs its one configured setting. Default: no grid.
+        """
+        return {}
+
+    def with_setting(self, config: Any, method: str, setting: dict[str, Any]) -> Any:
+        """``config`` with ``setting`` applied for ``method`` (fields replaced, estimator options set)."""
+        fields = {k: v for k, v in setting.items() if not k.startswith("option:")}
+        options = {k.removeprefix("option:"): v for k, v in setting.items() if k.startswith("option:")}
+        if options:
+            merged = {name: dict(values) for name, values in config.estimator_options.items()}
+            merged.setdefault(method, {}).update(options)
+            fields["estimator_options"] = merged
+        return dataclasses.replace(config, **fields)
+
     def methods(self) -> tuple[str, ...]:
         """The methods compared by default: every one the library has."""
         return available_methods()
@@ -75,11 +107,18 @@ def config_id(config: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
 
 
-def check_preset(preset: str) -> str:
-    """Validate a preset name."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+def check_preset(preset: str, variants: tuple[str, ...] = ()) -> str:
+    """Validate a preset name: one of :data:`PRESETS` or of an experiment's ``variants``."""
+    known = PRESETS + tuple(variants)
+    if preset not in known:
+        raise ValueError(f"preset must be one of {known}, got {preset!r}")
     return preset
+
+
+def all_presets() -> tuple[str, ...]:
+    """:data:`PRESETS` and every registered experiment's variants."""
+    variants = (v for name in sorted(_REGISTRY) for v in _REGISTRY[name].variants)
+    return tuple(dict.fromkeys((*PRESETS, *variants)))
 
 
 def register_experiment(cls: E) -> E:

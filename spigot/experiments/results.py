@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from spigot.experiments.methods import ordered_methods
+from spigot.experiments.methods import PIPELINE, ordered_methods
 
 #: A run that finished and produced metrics.
 OK = "ok"
@@ -121,6 +121,73 @@ def results_table(records: Sequence[RunRecord], metrics: Sequence[Metric]) -> st
         else:
             cells = [m.format([r.metrics[m.key] for r in done]) for m in metrics]
             cells += [count, f"{statistics.fmean(r.seconds for r in done):.1f}"]
+        lines.append("| " + " | ".join([method, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def paired_differences(
+    records: Sequence[RunRecord], metric: Metric, baseline: str = PIPELINE
+) -> str:
+    """A markdown table of each method's per-seed difference to ``baseline`` on ``metric``.
+
+    For the seeds where both runs finished: the differences (method minus baseline, in the
+    metric's unit), their mean, the two-sided p-values of the paired t-test and of the Wilcoxon
+    signed-rank test (``scipy.stats``; "n/a" with fewer than two seeds or all differences 0),
+    and how many seeds the method won. Empty when ``baseline`` has no finished run.
+    """
+    scale = 100.0 if metric.percent else 1.0
+    base = {r.seed: r.metrics[metric.key] for r in records if r.method == baseline and r.status == OK}
+    if not base:
+        return ""
+    lines = [
+        f"Paired differences to `{baseline}` ({metric.label}, method minus {baseline}, per seed):",
+        "",
+        "| method | per seed | mean | paired t-test p | Wilcoxon p | wins |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for method in ordered_methods(r.method for r in records):
+        if method == baseline:
+            continue
+        pairs = sorted(
+            (r.seed, (r.metrics[metric.key] - base[r.seed]) * scale)
+            for r in records
+            if r.method == method and r.status == OK and r.seed in base
+        )
+        if not pairs:
+            continue
+        diffs = [d for _, d in pairs]
+        per_seed = ", ".join(f"{seed}: {d:+.{metric.digits}f}" for seed, d in pairs)
+        t_p, w_p = _paired_p_values(diffs)
+        wins = f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
+        lines.append(
+            f"| {method} | {per_seed} | {statistics.fmean(diffs):+.{metric.digits}f} | {t_p} | {w_p} | {wins} |"
+        )
+    return "\n".join(lines)
+
+
+def _paired_p_values(diffs: list[float]) -> tuple[str, str]:
+    if len(diffs) < 2 or all(d == 0 for d in diffs):
+        return "n/a", "n/a"
+    from scipy import stats
+
+    t_p = stats.ttest_1samp(diffs, 0.0).pvalue
+    w_p = stats.wilcoxon(diffs).pvalue
+    return tuple("n/a" if not math.isfinite(p) else f"{p:.3f}" for p in (t_p, w_p))
+
+
+def diagnostics_table(records: Sequence[RunRecord], metrics: Sequence[Metric]) -> str:
+    """A markdown table of the diagnostics' means over each method's finished runs (NaN skipped)."""
+    header = ["method", *(m.label for m in metrics)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(metrics)) + "|"]
+    for method in ordered_methods(r.method for r in records):
+        done = [r for r in records if r.method == method and r.status == OK]
+        if not done:
+            continue
+        cells = []
+        for m in metrics:
+            values = [r.metrics[m.key] for r in done if math.isfinite(r.metrics.get(m.key, math.nan))]
+            scale = 100.0 if m.percent else 1.0
+            cells.append(f"{statistics.fmean(values) * scale:.{m.digits}f}" if values else "—")
         lines.append("| " + " | ".join([method, *cells]) + " |")
     return "\n".join(lines)
 

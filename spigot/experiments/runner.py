@@ -8,6 +8,7 @@ never resumed under other settings.
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -22,17 +23,36 @@ from spigot.errors import ProjectionError, UnsupportedOperation
 from spigot.experiments import distributed
 from spigot.experiments.blas_threads import blas_threads
 from spigot.experiments.methods import check_methods
-from spigot.experiments.registry import Experiment, check_preset, config_id, get_experiment
+from spigot.experiments.registry import (
+    GRID_SIZES,
+    Experiment,
+    check_preset,
+    config_id,
+    get_experiment,
+)
 from spigot.experiments.reproducibility import check_seed
 from spigot.experiments.results import (
     FAILED,
     OK,
     UNSUPPORTED,
     RunRecord,
+    diagnostics_table,
     format_duration,
     one_line,
+    paired_differences,
     results_table,
 )
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One setting of the dev grid for one method: its mean dev score over the finished seeds."""
+
+    method: str
+    setting: dict[str, Any]
+    dev: float
+    seeds: int
+    chosen: bool
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,13 @@ class ExperimentReport:
         torch's intra-op threads per process.
     reused
         How many records an earlier invocation had finished (read back, not rerun).
+    grid
+        The dev grid's size (``"none"``: every method ran its configured setting).
+    tuning
+        With a grid: one :class:`GridPoint` per (method, setting) tried, in run order.
+    tried
+        Every run of the call, the grid's settings not chosen included (``records`` when no
+        grid ran).
     """
 
     experiment: Experiment
@@ -68,10 +95,31 @@ class ExperimentReport:
     processes: int = 1
     threads: int = 1
     reused: int = 0
+    grid: str = "none"
+    tuning: tuple[GridPoint, ...] = ()
+    tried: tuple[RunRecord, ...] = ()
 
     def table(self) -> str:
         """The markdown table of the results (mean ± std over seeds)."""
         return results_table(self.records, self.experiment.metrics)
+
+    def grid_summary(self) -> str:
+        """The dev grid: every setting tried per method, its mean dev score, the one chosen."""
+        metric = self.experiment.dev_metric
+        lines = [
+            f"Dev grid ({self.grid}): every method tried the settings below on every seed; the "
+            f"table reports, per method, the setting with the best mean `{metric}` (**bold**).",
+            "",
+            "| method | setting | mean dev | seeds |",
+            "|---|---|---:|---:|",
+        ]
+        for point in self.tuning:
+            text = ", ".join(f"{k}={v}" for k, v in point.setting.items()) or "configured"
+            if point.chosen:
+                text = f"**{text}**"
+            mean = "—" if point.seeds == 0 else f"{point.dev * 100:.1f}"
+            lines.append(f"| {point.method} | {text} | {mean} | {point.seeds} |")
+        return "\n".join(lines)
 
     def markdown_section(self) -> str:
         """The experiment's section of ``docs/results.md``: heading, setup, command, table."""
@@ -82,11 +130,12 @@ class ExperimentReport:
         threads = f"{self.threads} torch thread{'s' if self.threads > 1 else ''}"
         processes = f"{self.processes} process{'es' if self.processes > 1 else ''}"
         timing = f"wall-clock {format_duration(self.seconds)} for the whole command"
+        runs = self.tried or self.records
         if self.reused:
-            total = sum(r.seconds for r in self.records)
+            total = sum(r.seconds for r in runs)
             timing = (
                 f"wall-clock {format_duration(self.seconds)} for this command, which read "
-                f"{self.reused} of {len(self.records)} finished runs back from an earlier one "
+                f"{self.reused} of {len(runs)} finished runs back from an earlier one "
                 f"(all runs together: {format_duration(total)})"
             )
         lines += [
@@ -95,6 +144,23 @@ class ExperimentReport:
             "",
             self.table(),
         ]
+        if self.tuning:
+            lines += ["", self.grid_summary()]
+        paired = paired_differences(self.records, self.experiment.metrics[0])
+        if paired:
+            lines += ["", paired]
+        if self.experiment.diagnostics:
+            lines += [
+                "",
+                "Diagnostics (mean over seeds of the reported settings; see "
+                "`spigot.experiments.diagnostics`): `score_norm` the norm of the latent scores, "
+                "`margin` the smallest gap between a chosen part and its best competitor, "
+                "`zero_share` the share of instances whose surrogate gradient is exactly 0, "
+                "`cosine_ste` its cosine with STE-I's (— where no gradient reaches the scores); "
+                "`start` before training (after pre-training where there is one), `end` after.",
+                "",
+                diagnostics_table(self.records, self.experiment.diagnostics),
+            ]
         failures = [r for r in self.records if r.status == FAILED]
         if failures:
             lines += ["", "Failed runs (left out of the means):", ""]
@@ -118,6 +184,7 @@ def run_experiment(
     command: str | None = None,
     log: Callable[[str], None] | None = print,
     threads: int | None = 1,
+    grid: str = "none",
 ) -> ExperimentReport:
     """Run every (method, seed) of experiment ``name`` and collect the results.
 
@@ -149,15 +216,23 @@ def run_experiment(
         2-thread run of ``clusters`` measured several times slower than a 1-thread one, and a
         2-thread SVD of numpy 35 times slower than a 1-thread one). For parallelism, run under
         ``torchrun``.
+    grid
+        ``"none"``, ``"reduced"`` or ``"full"`` (:data:`~spigot.experiments.registry.GRID_SIZES`):
+        tune every method on the experiment's dev grid of that size and report, per method,
+        the setting with the best mean dev score over the seeds. Each setting's runs live in
+        the folder of its own configuration (a setting equal to the configured one shares its
+        runs).
     """
     experiment = get_experiment(name)
-    preset = check_preset(preset)
+    preset = check_preset(preset, experiment.variants)
     seed_list = _seed_list(seeds)
     chosen = check_methods(methods if methods is not None else experiment.methods())
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
     ):
         raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
+    if grid not in GRID_SIZES:
+        raise ValueError(f"grid must be one of {GRID_SIZES}, got {grid!r}")
     config = experiment.config(preset)
     previous_threads = torch.get_num_threads()
     if threads is not None:
@@ -175,6 +250,7 @@ def run_experiment(
                 progress,
                 command,
                 log,
+                grid,
             )
     finally:
         torch.set_num_threads(previous_threads)
@@ -191,24 +267,52 @@ def _run_all(
     progress: bool,
     command: str | None,
     log: Callable[[str], None] | None,
+    grid: str = "none",
 ) -> ExperimentReport:
-    root = run_dir / experiment.name / f"{preset}-{config_id(config)}"
-    if fresh and distributed.is_main_process() and root.exists():
-        shutil.rmtree(root)
+    grids = experiment.grid(config, grid) if grid != "none" else {}
+    roots = {
+        config_id(c): run_dir / experiment.name / f"{preset}-{config_id(c)}"
+        for c in [config]
+        + [experiment.with_setting(config, m, s) for m in methods for s in grids.get(m, ())]
+    }
+    if fresh and distributed.is_main_process():
+        for root in roots.values():
+            if root.exists():
+                shutil.rmtree(root)
     distributed.barrier()
     started = time.perf_counter()
     records: list[RunRecord] = []
+    tuning: list[GridPoint] = []
+    tried_runs: list[RunRecord] = []
     reused = 0
     for method in methods:
-        for seed in seed_list:
-            workdir = root / method / f"seed-{seed}"
-            record, read_back = _run_one(experiment, method, seed, config, workdir, progress)
-            records.append(record)
-            reused += read_back
-            if log is not None and distributed.is_main_process():
-                log(_summary(experiment, record))
-            if record.status == UNSUPPORTED:
+        tried: list[tuple[dict[str, Any], list[RunRecord]]] = []
+        for setting in grids.get(method, ({},)):
+            setting_config = experiment.with_setting(config, method, setting) if setting else config
+            root = roots[config_id(setting_config)]
+            runs: list[RunRecord] = []
+            for seed in seed_list:
+                workdir = root / method / f"seed-{seed}"
+                record, read_back = _run_one(experiment, method, seed, setting_config, workdir, progress)
+                runs.append(record)
+                reused += read_back
+                if log is not None and distributed.is_main_process():
+                    suffix = f" [{setting}]" if setting else ""
+                    log(_summary(experiment, record) + suffix)
+                if record.status == UNSUPPORTED:
+                    break
+            tried.append((setting, runs))
+            tried_runs.extend(runs)
+            if runs and runs[-1].status == UNSUPPORTED:
                 break
+        best = max(range(len(tried)), key=lambda i: _mean_dev(tried[i][1], experiment.dev_metric))
+        records.extend(tried[best][1])
+        if grids:
+            for i, (setting, runs) in enumerate(tried):
+                done = [r for r in runs if r.status == OK]
+                tuning.append(
+                    GridPoint(method, setting, _mean_dev(runs, experiment.dev_metric), len(done), i == best)
+                )
     return ExperimentReport(
         experiment,
         preset,
@@ -219,7 +323,16 @@ def _run_all(
         distributed.world_size(),
         torch.get_num_threads(),
         reused,
+        grid,
+        tuple(tuning),
+        tuple(tried_runs),
     )
+
+
+def _mean_dev(runs: Sequence[RunRecord], key: str) -> float:
+    """Mean of ``key`` over the finished runs (``-inf`` when none finished)."""
+    values = [r.metrics[key] for r in runs if r.status == OK and key in r.metrics]
+    return sum(values) / len(values) if values else -math.inf
 
 
 def _run_one(

@@ -50,6 +50,7 @@ from spigot.experiments.data import (
     load_movie_reviews,
     tokenize,
 )
+from spigot.experiments.diagnostics import DIAGNOSTICS, latent_diagnostics
 from spigot.experiments.latent_tree import TREE_ESTIMATOR_OPTIONS, ChainScores, LatentTree
 from spigot.experiments.methods import PIPELINE, build_latent_layer
 from spigot.experiments.metrics import accuracy
@@ -58,6 +59,7 @@ from spigot.experiments.reproducibility import seed_everything
 from spigot.experiments.results import Metric
 from spigot.experiments.token_features import TokenFeatures
 from spigot.experiments.training import train
+from spigot.experiments.tuning import learning_rate_grid
 from spigot.experiments.tree_gcn import TreeGCN
 from spigot.polytopes import Arborescence
 
@@ -219,11 +221,15 @@ class TreeSentimentClassifier(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(B, 2)`` and the structure ``(B, n+1, n+1)`` the classifier read."""
         arcs = self.tree(tokens, lengths)
+        return self.read(tokens, lengths, arcs), arcs
+
+    def read(self, tokens: torch.Tensor, lengths: torch.Tensor, arcs: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 2)`` of the classifier reading the structure ``arcs``."""
         states = self.gcn(torch.relu(self.project(self.words(tokens))), arcs)
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         words = ((positions >= 1) & (positions[None, :] <= lengths[:, None])).to(states.dtype)
         pooled = (states * words[..., None]).sum(dim=1) / lengths[:, None].to(states.dtype)
-        return self.classify(pooled), arcs
+        return self.classify(pooled)
 
 
 def build_sentiment_model(
@@ -280,6 +286,16 @@ class SentimentExperiment(Experiment):
         Metric("chain_arcs", "chain arcs in test trees (%)"),
     )
 
+    diagnostics = tuple(
+        Metric(f"{when}_{key}", f"{key} ({when})", percent=False, digits=3)
+        for when in ("start", "end")
+        for key in DIAGNOSTICS
+    )
+
+    def grid(self, config: SentimentConfig, size: str) -> dict[str, tuple[dict[str, Any], ...]]:
+        """The learning rate times each method's own knob (:func:`~spigot.experiments.tuning.learning_rate_grid`)."""
+        return learning_rate_grid(self.methods(), "lr", config.lr, config.estimator_options, size)
+
     def config(self, preset: str = "full") -> SentimentConfig:
         if check_preset(preset) == "demo":
             return SentimentConfig(data=MovieReviewSubset(n_train=3000), epochs=6)
@@ -330,6 +346,7 @@ class SentimentExperiment(Experiment):
         def dev_accuracy(net: nn.Module) -> float:
             return accuracy(_predict(net, dev)[0], dev.labels)
 
+        start = sentiment_diagnostics(model, train_set, config)
         result = train(
             model,
             optimizer,
@@ -343,10 +360,38 @@ class SentimentExperiment(Experiment):
             progress=progress,
             description=f"sentiment {method} seed {seed}",
         )
+        end = sentiment_diagnostics(model, train_set, config)
         with torch.no_grad():
             predictions, chain = _predict(model, test)
         return {
             "accuracy": accuracy(predictions, test.labels),
             "dev_accuracy": result.best_score,
             "chain_arcs": chain,
+            **{f"start_{k}": v for k, v in start.items()},
+            **{f"end_{k}": v for k, v in end.items()},
         }
+
+
+#: Training sentences the diagnostics are measured on.
+DIAGNOSTIC_SENTENCES = 64
+
+
+def sentiment_diagnostics(
+    model: TreeSentimentClassifier, split: SentenceSplit, config: SentimentConfig
+) -> dict[str, float]:
+    """:func:`~spigot.experiments.diagnostics.latent_diagnostics` of ``model`` on ``split``'s
+    first sentences (dropout off), the scores scaled as in training, the loss a batch mean."""
+    tokens, lengths, labels = split.batch(torch.arange(min(DIAGNOSTIC_SENTENCES, len(split))))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            scores = model.tree.scorer(tokens, lengths) * model.tree.scale
+
+        def loss(structure: torch.Tensor) -> torch.Tensor:
+            logits = model.read(tokens, lengths, structure)
+            return nn.functional.cross_entropy(logits, labels, reduction="sum") / config.batch_size
+
+        return latent_diagnostics(scores, lengths, model.tree.polytope, model.tree.latent, loss)
+    finally:
+        model.train(was_training)

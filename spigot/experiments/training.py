@@ -1,7 +1,9 @@
 """The training loop shared by every experiment.
 
-:func:`train` runs epochs of mini-batch updates in a seeded order, evaluates on the dev set after
-each epoch, keeps the best model by dev score, shows a tqdm progress bar, checkpoints after each
+:func:`train` runs epochs of mini-batch updates in a seeded order (each update optionally adds an
+auxiliary loss, such as the supervised loss of an intermediate model interleaved with the
+downstream batches), evaluates on the dev set after each epoch, keeps the best model by dev
+score, stops early when the dev score has not improved for ``patience`` epochs, shows a tqdm progress bar, checkpoints after each
 epoch (and resumes from the checkpoint when one exists) and, under ``torchrun``, trains with
 DistributedDataParallel, each process on its share of every batch.
 """
@@ -31,6 +33,9 @@ from spigot.experiments.reproducibility import (
 #: ``(model, example_indices) -> per-example losses``: the model may be DDP-wrapped.
 ExampleLosses = Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
 
+#: ``(model, epoch, batch) -> scalar loss`` added to update ``batch`` of ``epoch`` (the model unwrapped).
+AuxiliaryLoss = Callable[[torch.nn.Module, int, int], torch.Tensor]
+
 
 @dataclass
 class TrainResult:
@@ -47,12 +52,15 @@ class TrainResult:
         examples), ``dev`` (dev score) and ``seconds`` (wall-clock time of the epoch).
     resumed_from
         The number of epochs the checkpoint already held, or ``None`` for a fresh start.
+    stopped_early
+        Whether training stopped before ``epochs`` because the dev score stopped improving.
     """
 
     best_score: float
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
+    stopped_early: bool = False
 
 
 def batch_loss(losses: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -114,6 +122,8 @@ def train(
     checkpoint: Path | str | None = None,
     progress: bool = True,
     description: str = "train",
+    patience: int | None = None,
+    auxiliary: AuxiliaryLoss | None = None,
 ) -> TrainResult:
     """Train ``model`` and leave it holding the weights with the best dev score.
 
@@ -131,7 +141,7 @@ def train(
     batch_size
         Examples per update, over all processes together.
     epochs
-        Passes over the training set.
+        Passes over the training set (at most, with ``patience``).
     evaluate
         ``model -> score`` on the dev set, higher is better; called in eval mode, without
         gradients, on the unwrapped model, after every epoch.
@@ -144,8 +154,17 @@ def train(
         Show a tqdm progress bar (main process only).
     description
         The progress bar's label.
+    patience
+        Stop once the dev score has not improved for this many epochs (``None``: run every
+        epoch).
+    auxiliary
+        ``(model, epoch, batch) -> loss``: a scalar loss whose gradient is added to each update
+        (after the batch's own; the same on every process, so DDP replicas stay in step), e.g.
+        an intermediate model's supervised loss on a batch of its own data.
     """
     _check_positive(n_examples=n_examples, batch_size=batch_size, epochs=epochs)
+    if patience is not None:
+        _check_positive(patience=patience)
     seed = check_seed(seed)
     state = load_checkpoint(checkpoint) if checkpoint is not None else None
     if state is not None:
@@ -169,7 +188,11 @@ def train(
         disable=not (progress and distributed.is_main_process()),
     )
     batches_per_epoch = math.ceil(n_examples / batch_size)
+    stopped_early = False
     for epoch in range(start, epochs):
+        if patience is not None and epoch - best_epoch >= patience:
+            stopped_early = True
+            break
         started = time.perf_counter()
         net.train()
         order = batch_order(n_examples, seed, epoch)
@@ -178,6 +201,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             batch = order[b * batch_size : (b + 1) * batch_size]
             loss_sum, examples = backward_batch(net, example_losses, batch)
+            if auxiliary is not None:
+                _backward_auxiliary(model, auxiliary(model, epoch, b))
             optimizer.step()
             total += loss_sum
             count += examples
@@ -203,7 +228,13 @@ def train(
     bar.close()
     model.load_state_dict(best_weights)
     model.eval()
-    return TrainResult(best_score, best_epoch, history, resumed_from)
+    return TrainResult(best_score, best_epoch, history, resumed_from, stopped_early)
+
+
+def _backward_auxiliary(model: torch.nn.Module, loss: torch.Tensor) -> None:
+    if not bool(torch.isfinite(loss.detach())):
+        raise FloatingPointError("the auxiliary training loss is NaN or infinite; training diverged")
+    loss.backward()
 
 
 def _evaluate(model: torch.nn.Module, evaluate: Callable[[torch.nn.Module], float]) -> float:
