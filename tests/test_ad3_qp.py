@@ -188,7 +188,7 @@ def test_exact_and_the_spigot_layer_use_it_on_semantic_graphs(rng):
     assert isinstance(exact.choose(graph), Ad3QP)
     assert isinstance(exact.choose(AgreeingSequence().relaxation()), Ad3QP)
     scores = torch.from_numpy(rng.standard_normal((2, 4, 4, 3))).requires_grad_(True)
-    z = spigot(scores, graph)
+    z = spigot(scores, graph, step="fixed")
     downstream = torch.from_numpy(rng.standard_normal((2, 4, 4, 3)))
     (z * downstream).sum().backward()
     projected = graph.project(z.detach() - downstream, solver="cvxpy").x

@@ -62,7 +62,8 @@ def test_the_demo_description_is_that_of_demo_runs():
     counts = {len(methods) for _, methods in cli.DEMO_RUNS}
     words = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"}
     assert f"{words[len(cli.DEMO_RUNS)]} experiments' demo presets" in row
-    assert len(counts) == 1 and f"{words[counts.pop()]} methods each" in row
+    if len(counts) == 1:
+        assert f"{words[counts.pop()]} methods each" in row
     for name, methods in cli.DEMO_RUNS:
         assert f"{name} ({', '.join(methods)})" in row
     seeds = cli.build_parser().parse_args(["demo"]).seeds

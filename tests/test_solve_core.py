@@ -73,7 +73,7 @@ def test_closed_form_solution_is_certified_only_when_asked():
 def test_spigot_backward_with_active_set_makes_no_batched_map_call():
     polytope = CountingArborescence()
     scores = torch.randn(3, 5, 5, dtype=torch.float64, requires_grad=True)
-    z = spigot(scores, polytope, solver="active-set")
+    z = spigot(scores, polytope, solver="active-set", step="fixed")
     CountingArborescence.calls = 0
     (z * torch.randn(z.shape, dtype=z.dtype)).sum().backward()
     # warm start {z} given explicitly (no map(2z - 1)), certificate from the solver loop
@@ -81,7 +81,7 @@ def test_spigot_backward_with_active_set_makes_no_batched_map_call():
     reference = scores.detach().clone().requires_grad_(True)
     torch.manual_seed(0)
     g = torch.randn(z.shape, dtype=z.dtype)
-    out = spigot(reference, Arborescence(), solver="active-set")
+    out = spigot(reference, Arborescence(), solver="active-set", step="fixed")
     (out * g).sum().backward()
     expected = out.detach() - Arborescence().project(out.detach() - g, solver="active-set").x
     torch.testing.assert_close(reference.grad, expected, atol=1e-9, rtol=0)
@@ -92,7 +92,7 @@ def test_closed_form_certificate_in_the_backward_only_with_certify(certify_flag,
     polytope = CountingHeadSelection()
     torch.manual_seed(1)
     scores = torch.randn(4, 6, 6, dtype=torch.float32, requires_grad=True)
-    z = spigot(scores, polytope, solver="closed-form", certify=certify_flag)
+    z = spigot(scores, polytope, solver="closed-form", certify=certify_flag, step="fixed")
     CountingHeadSelection.calls = 0
     g = torch.randn(z.shape)
     (z * g).sum().backward()

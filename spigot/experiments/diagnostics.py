@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import torch
 
+from spigot._batch import as_batch
+from spigot.autodiff._common import variables_mask
 from spigot.polytopes.base import Polytope
 
 #: The keys :func:`latent_diagnostics` returns.
@@ -56,7 +58,11 @@ def latent_diagnostics(
         ``structure -> scalar loss``, differentiable in the structure, as in training.
     """
     scores = scores.detach()
-    variables = polytope.variable_mask(tuple(scores.shape), lengths, scores.device)
+    batch = as_batch(polytope, scores, lengths)
+    variables = variables_mask(polytope, batch)
+    if variables is None:
+        variables = torch.ones(batch.values.shape, dtype=torch.bool, device=scores.device)
+    variables = variables.reshape(scores.shape)
     z = polytope.map(scores, lengths).detach()
     at_argmax = z.clone().requires_grad_(True)
     (ste,) = torch.autograd.grad(downstream_loss(at_argmax), at_argmax)
