@@ -257,3 +257,24 @@ def test_bad_input():
         get_solver("ad3").run(graph, x, init=torch.zeros(3, 3, 2))
     with pytest.raises(ValueError, match="init contains infinite"):
         get_solver("ad3").run(graph, x, init=torch.full_like(x, float("inf")))
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e200])
+def test_huge_scores_are_certified_or_refused_clearly(rng, scale):
+    """No exception at huge scales: a success is certified (and agrees with the active set), a failure says why.
+
+    At 1e30 the kernel's simplex threshold works on values shifted by their maximum (unshifted,
+    ``max - 1`` rounded to ``max`` and the search divided by zero); past 1e150 the instance is
+    refused with the bound in its message.
+    """
+    graph = SemanticGraph(3, (0,))
+    x = torch.from_numpy(rng.standard_normal((2, 4, 4, 3))) * scale
+    result = get_solver("ad3").run(graph, x)
+    exact = get_solver("active-set").run(graph, x)
+    for i, (ok, message) in enumerate(zip(result.success.tolist(), result.message)):
+        if ok:
+            torch.testing.assert_close(result.x[i], exact.x[i], atol=1e-6, rtol=0)
+        else:
+            assert message and ("exceeds" in message)
+    if scale > ad3_qp.LARGEST_SCORE:
+        assert all("exceeds 1e+150" in message for message in result.message)

@@ -35,22 +35,25 @@ def _project_row(y, out, size, kind):
             for j in range(size):
                 out[j] = max(y[j], 0.0)
             return
+    # the threshold on values shifted by the row's maximum: at |y| ~ 1e30, y_max - 1 rounds to
+    # y_max itself and the unshifted search would find no entry above it
     top = -np.inf
     for j in range(size):
         top = max(top, y[j])
-    tau = top - 1.0
+    tau = -1.0
     while True:
         total, count = 0.0, 0
         for j in range(size):
-            if y[j] > tau:
-                total += y[j]
+            shifted = y[j] - top
+            if shifted > tau:
+                total += shifted
                 count += 1
         new_tau = (total - 1.0) / count
         if new_tau <= tau:
             break
         tau = new_tau
     for j in range(size):
-        out[j] = max(y[j] - tau, 0.0)
+        out[j] = max(y[j] - top - tau, 0.0)
 
 
 @numba.njit(cache=True, fastmath=_FAST)
