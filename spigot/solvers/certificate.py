@@ -71,6 +71,9 @@ def gap_threshold(residual: np.ndarray, tol: float) -> float:
     peak = float(np.abs(residual).max(initial=0.0))
     floor = 0.0
     if peak > 0.0:
-        floor = 16.0 * np.finfo(np.float64).eps * peak * float(np.linalg.norm(residual / peak)) ** 2 * peak
+        scaled = 16.0 * np.finfo(np.float64).eps * float(np.linalg.norm(residual / peak)) ** 2 * peak
+        # the floor only matters below the cap; past it (and past float64's range, from about
+        # 1e154) it is the cap itself
+        floor = MAX_CERTIFIED_GAP if scaled > MAX_CERTIFIED_GAP / peak else scaled * peak
     relative = tol * max(1.0, float(np.abs(residual).sum()))
     return min(relative + floor, MAX_CERTIFIED_GAP)
