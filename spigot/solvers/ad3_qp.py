@@ -74,12 +74,13 @@ import numpy as np
 import torch
 
 from spigot._lazy import LazyModule
-from spigot._batch import Array, Batch, as_batch, check_finite, to_tensor
+from spigot._batch import Array, Batch, as_batch
 from spigot.errors import UnsupportedOperation
 from spigot.polytopes.base import Polytope
 from spigot.polytopes.factor_graph import FactorGraphPolytope, LocalPolytope
 from spigot.solvers._factor_blocks import FactorBlocks, HullSubproblems, factor_blocks, project_block
-from spigot.solvers.base import Solution, Solver, Start, check_max_iter, check_tol, finish
+from spigot.checks import check_count, check_positive
+from spigot.solvers.base import Solution, Solver, Start, check_max_iter, check_tol, finish, init_points
 from spigot.solvers.certificate import certificate_gap
 from spigot.solvers.registry import register_solver
 from spigot.solvers.result import CONVERGED, FAILED, MAX_ITER, STALLED, TIME_LIMIT, ProjectionResult
@@ -159,13 +160,11 @@ class Ad3QP(Solver):
         init: Any = None,
     ) -> None:
         self.tol = check_tol(tol)
-        self.gap_tol = _check_positive(gap_tol, "gap_tol")
+        self.gap_tol = check_positive(gap_tol, "gap_tol")
         self.max_iter = check_max_iter(max_iter)
-        self.max_time = _check_positive(max_time, "max_time")
-        self.rho = _check_positive(rho, "rho")
-        if isinstance(check_every, bool) or not isinstance(check_every, (int, np.integer)) or check_every < 1:
-            raise ValueError(f"check_every must be a positive integer, got {check_every!r}")
-        self.check_every = int(check_every)
+        self.max_time = check_positive(max_time, "max_time")
+        self.rho = check_positive(rho, "rho")
+        self.check_every = check_count(check_every, "check_every")
         self.init = init
 
     def supports(self, polytope: Polytope) -> bool:
@@ -272,14 +271,7 @@ class Ad3QP(Solver):
     def _start(self, batch: Batch, init: Any) -> torch.Tensor | None:
         if init is None:
             return None
-        if isinstance(init, ProjectionResult):
-            init = init.x
-        points, _ = to_tensor(init, "init")
-        expected = (*batch.batch_shape, *batch.event_shape)
-        if tuple(points.shape) != expected:
-            raise ValueError(f"init must have the shape of x {expected}, got {tuple(points.shape)}")
-        check_finite(points, "init")
-        return points.reshape(batch.values.shape)
+        return init_points(batch, init.x if isinstance(init, ProjectionResult) else init)
 
 
 def admm(
@@ -505,11 +497,3 @@ def _valid_entries(
 def _certificate_polytope(polytope: FactorGraphPolytope) -> Polytope:
     """The polytope whose MAP certifies a local-polytope projection: itself where that is integral."""
     return polytope if polytope.local_polytope_is_integral else polytope.local_polytope()
-
-
-def _check_positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-

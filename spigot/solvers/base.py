@@ -299,17 +299,22 @@ class InstanceSolver(Solver):
                 )
             vertices, weights = host_arrays(init.active_set), host_arrays(init.weights)
             return [(v[(slice(None), *sl)], w) for v, w, sl in zip(vertices, weights, batch.slices)]
-        points, _ = to_tensor(init, "init")
-        expected = (*batch.batch_shape, *batch.event_shape)
-        if tuple(points.shape) != expected:
-            raise ValueError(f"init must have the shape of x {expected}, got {tuple(points.shape)}")
-        check_finite(points, "init")
-        points = points.reshape(batch.values.shape).to(batch.values.device)
+        points = init_points(batch, init).to(batch.values.device)
         vertices = polytope.map_batch(2.0 * points.double() - 1.0, batch.lengths)
         vertices = vertices.detach().cpu().numpy()
         return [
             (vertices[(i, *sl)][None].astype(np.float64), np.ones(1)) for i, sl in enumerate(batch.slices)
         ]
+
+
+def init_points(batch: Batch, init: Any) -> torch.Tensor:
+    """A warm start given as points shaped like ``x``, checked (shape, finite) and flattened like ``batch``."""
+    points, _ = to_tensor(init, "init")
+    expected = (*batch.batch_shape, *batch.event_shape)
+    if tuple(points.shape) != expected:
+        raise ValueError(f"init must have the shape of x {expected}, got {tuple(points.shape)}")
+    check_finite(points, "init")
+    return points.reshape(batch.values.shape)
 
 
 def flat_oracle(polytope: Polytope, shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
