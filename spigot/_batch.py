@@ -43,6 +43,9 @@ class Batch:
     dtype
         The caller's dtype, which outputs take (``None``: that of ``values``). Half-precision
         input (float16, bfloat16) is held in ``values`` as float32.
+    variables
+        The polytope's :meth:`~Polytope.variable_mask` as a boolean tensor of ``event_shape`` on
+        the values' device (``None``: every entry is a variable), built once at validation.
     """
 
     values: torch.Tensor
@@ -52,6 +55,7 @@ class Batch:
     as_numpy: bool
     slices: tuple[tuple[slice, ...], ...]
     dtype: torch.dtype | None = None
+    variables: torch.Tensor | None = None
 
     @property
     def caller_dtype(self) -> torch.dtype:
@@ -212,7 +216,7 @@ def as_batch(
     else:
         per_instance = [n if isinstance(n, int) else tuple(n) for n in lens.tolist()]  # one host read
         slices = tuple(polytope.valid_slices(event_shape, n) for n in per_instance)
-    batch = Batch(flat, lens, batch_shape, event_shape, as_numpy, slices, tensor.dtype)
+    batch = Batch(flat, lens, batch_shape, event_shape, as_numpy, slices, tensor.dtype, keep)
     if center and flat.numel() and _shift_invariant(polytope):
         return _shifted_by_max(batch, keep)
     if keep is not None:

@@ -101,7 +101,7 @@ def test_semantic_graph_step_norm_counts_the_labels_of_valid_arcs_only(rng):
     scores = torch.from_numpy(rng.normal(size=(2, 3, 3, n_labels)))
     g = rng.normal(size=(2, 3, 3, n_labels))
     masks = np.stack([_arc_instance_mask(3, n) for n in lengths.tolist()])[..., None].repeat(n_labels, -1)
-    assert torch.equal(variables_mask(polytope, as_batch(polytope, scores, lengths)), torch.from_numpy(masks))
+    assert torch.equal(variables_mask(as_batch(polytope, scores, lengths)), torch.from_numpy(masks))
     noisy = np.where(masks, g, 50.0)
     leaf = scores.clone().requires_grad_(True)
     z = spigot(leaf, polytope, solver="exact", eta=0.6, lengths=lengths)  # the normalized step
@@ -116,7 +116,7 @@ def test_semantic_graph_step_norm_counts_the_labels_of_valid_arcs_only(rng):
 
 
 def test_spanning_tree_variables_are_the_upper_triangle_of_each_instance():
-    mask = variables_mask(SpanningTree(), as_batch(SpanningTree(), torch.zeros(2, 4, 4), torch.tensor([4, 2])))
+    mask = variables_mask(as_batch(SpanningTree(), torch.zeros(2, 4, 4), torch.tensor([4, 2])))
     assert torch.equal(mask[0], torch.ones(4, 4, dtype=torch.bool).triu(1))
     expected = torch.zeros(4, 4, dtype=torch.bool)
     expected[0, 1] = True
@@ -124,9 +124,9 @@ def test_spanning_tree_variables_are_the_upper_triangle_of_each_instance():
 
 
 def test_default_variable_mask_is_the_valid_region():
-    mask = variables_mask(Simplex(), as_batch(Simplex(), torch.zeros(2, 4), torch.tensor([4, 2])))
+    mask = variables_mask(as_batch(Simplex(), torch.zeros(2, 4), torch.tensor([4, 2])))
     assert mask.tolist() == [[True] * 4, [True, True, False, False]]
-    assert variables_mask(Simplex(), as_batch(Simplex(), torch.zeros(2, 4))) is None  # every entry counts
+    assert variables_mask(as_batch(Simplex(), torch.zeros(2, 4))) is None  # every entry counts
 
 
 @pytest.mark.parametrize("scale", [1e-200, 1e160, 1e300])

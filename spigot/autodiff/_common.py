@@ -180,18 +180,17 @@ def _host(values: Any) -> Any:
     return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
 
 
-def variables_mask(polytope: Polytope, batch: Batch) -> torch.Tensor | None:
-    """``(B, *event)`` mask of the polytope's variables in ``batch``, or ``None`` when every entry counts.
+def variables_mask(batch: Batch) -> torch.Tensor | None:
+    """``(B, *event)`` mask of the validated polytope's variables in ``batch``, or ``None`` when every entry counts.
 
     The entries of :meth:`~spigot.polytopes.Polytope.variable_mask` (for trees the arcs: no
     diagonal, no root column) within each instance's valid region (no padding).
     """
     mask = padding_mask(batch)
-    variables = polytope.variable_mask(batch.event_shape)
-    if variables is None:
+    if batch.variables is None:  # the validated batch holds the polytope's mask already
         return mask
-    keep = torch.as_tensor(np.asarray(variables, dtype=np.bool_), device=batch.values.device)
-    return keep.expand(batch.values.shape) if mask is None else mask & keep
+    keep = batch.variables.expand(batch.values.shape)
+    return keep if mask is None else mask & keep
 
 
 def padding_mask(batch: Batch) -> torch.Tensor | None:

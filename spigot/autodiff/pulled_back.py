@@ -145,7 +145,7 @@ def _forward_output(
             out = mean(values, batch.lengths)
         else:
             out = polytope.map_batch(values, batch.lengths)
-    variables = variables_mask(polytope, batch)
+    variables = variables_mask(batch)
     ctx.polytope, ctx.lengths, ctx.has_mask = polytope, batch.lengths, variables is not None
     ctx.batch = replace(batch, values=values)  # the validated shape, without the graph
     ctx.mean = mean

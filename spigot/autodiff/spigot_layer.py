@@ -62,7 +62,7 @@ class _SpigotFunction(torch.autograd.Function):
         ctx.polytope, ctx.solver, ctx.step, ctx.eta, ctx.threshold = polytope, solver, step, eta, threshold
         ctx.batch = replace(batch, values=batch.values.detach())  # the validated shape, without the graph
         ctx.on_failure, ctx.certify = on_failure, certify
-        ctx.variables = variables_mask(polytope, batch)
+        ctx.variables = variables_mask(batch)
         ctx.save_for_backward(z)
         return z.to(scores.dtype).reshape(scores.shape)
 

@@ -59,7 +59,7 @@ def latent_diagnostics(
     """
     scores = scores.detach()
     batch = as_batch(polytope, scores, lengths)
-    variables = variables_mask(polytope, batch)
+    variables = variables_mask(batch)
     if variables is None:
         variables = torch.ones(batch.values.shape, dtype=torch.bool, device=scores.device)
     variables = variables.reshape(scores.shape)
