@@ -53,7 +53,6 @@ def admm_chunk(
         widest = max(widest, sizes[k])
     y = np.empty(widest)
     q = np.zeros(n_copies)
-    relaxed = np.empty(n_copies)
     acc = np.empty(size)
     scale = np.empty(size)
     previous = np.empty(n_copies)
@@ -100,7 +99,7 @@ def admm_chunk(
                         y[j] = v
                         top = max(top, v)
                         positive += max(v, 0.0)
-                    shift = 0.0
+                    shift, tau = 0.0, 0.0
                     if kind == SIMPLEX or positive > 1.0:
                         # the threshold tau on values shifted by the row's maximum (at |y| ~ 1e30,
                         # unshifted values would round the threshold away). First guess: the
@@ -131,14 +130,12 @@ def admm_chunk(
                                 if new_tau <= tau:
                                     break
                                 tau = new_tau
-                        shift = top + tau
+                        shift = top
                     for j in range(width):
                         c = base + j
-                        qj = max(y[j] - shift, 0.0)
+                        qj = max((y[j] - shift) - tau, 0.0)
                         q[c] = qj
-                        rel = alpha * qj + keep * previous[c]
-                        relaxed[c] = rel
-                        acc[owner[c]] += r * rel + lb[c]
+                        acc[owner[c]] += r * (alpha * qj + keep * previous[c]) + lb[c]
             for i in range(size):
                 if not vb[i]:
                     pb[i] = 0.0
@@ -150,7 +147,7 @@ def admm_chunk(
             for c in range(n_copies):
                 point = pb[owner[c]]
                 gap = q[c] - point
-                lb[c] += r * (relaxed[c] - point)
+                lb[c] += r * (alpha * q[c] + keep * previous[c] - point)
                 squared_primal += gap * gap
                 step = point - previous[c]
                 squared_dual += step * step
