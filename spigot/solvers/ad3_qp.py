@@ -27,7 +27,7 @@ alternates three closed-form steps (over the whole batch at once):
 3. the multipliers: :math:`\lambda_f \leftarrow \lambda_f + \rho\,(q_f - p_f)`.
 
 Steps 2 and 3 use the over-relaxed copy :math:`\hat q_f = \alpha q_f + (1 - \alpha) p_f`
-(:math:`p_f` before step 2, :math:`\alpha = 1.7`; Boyd et al. 2011, 3.4.3) in place of
+(:math:`p_f` before step 2, :math:`\alpha = 1.5`; Boyd et al. 2011, 3.4.3) in place of
 :math:`q_f`, which saves iterations.
 
 **Stopping rule.** With :math:`m` the number of copies of an instance, its primal residual
@@ -95,7 +95,7 @@ _CHECKS_PER_CHUNK = 10
 DEFAULT_MAX_TIME = 60.0
 #: Over-relaxation (Boyd et al. 2011, 3.4.3): the point and multiplier steps use
 #: ALPHA q + (1 - ALPHA) p_f in place of q.
-ALPHA = 1.7
+ALPHA = 1.5
 #: Residual balancing: adapt rho when one residual exceeds the other this many times.
 _BALANCE = 10.0
 #: ... by this factor, within these bounds.
