@@ -34,8 +34,15 @@ Jacobian, and for the closed-form polytopes it agrees with the hand-written back
 
 Solvers. ``solver="exact"`` (the default) uses its active-set method whenever the polytope's
 closed form would be chosen, because closed forms return no active set; the ``relaxed``
-solver differentiates through the active set of the relaxation; other solvers that return no
-active set (``closed-form``, ``cvxpy``) are refused with a clear error.
+solver differentiates through the active set of the relaxation. On a factor graph of
+at-most-one factors equal to its local polytope (:class:`~spigot.polytopes.SemanticGraph`),
+where ``"exact"`` chooses AD3-QP (``ad3``, which returns no active set), and with
+``solver="ad3"`` there, the backward pass instead applies the Jacobian of the *constraint
+face* of ADMM's point, its zero coordinates and tight factors, certified by strict KKT
+conditions (:mod:`spigot.autodiff.constraint_face`); an instance whose face fails the
+certificate (a kink of the projection, or an inaccurate point) is solved again by the
+active-set method and differentiated as above. Other solvers that return no active set
+(``closed-form``, ``cvxpy``) are refused with a clear error.
 
 Devices: the vertex-based solvers and the face completion of the backward pass run on the CPU
 (float64 numpy, the polytope's ``map_one``). For a batch on a GPU, the scores, the incoming
@@ -382,8 +389,9 @@ def sparsemap(
         Any structure: a MAP oracle is enough for the default solver.
     solver
         Projection solver name or instance; it must produce an active set (``"exact"``,
-        ``"active-set"``, ``"relaxed"``, the Frank-Wolfe family). ``"exact"`` switches to its
-        active-set method where it would use a closed form.
+        ``"active-set"``, ``"relaxed"``, the Frank-Wolfe family), or be ``"ad3"`` on a factor
+        graph of at-most-one factors equal to its local polytope (see the module). ``"exact"``
+        switches to its active-set method where it would use a closed form.
     lengths
         Optional ``(*batch,)`` integer lengths; padded outputs and gradients are 0.
     on_failure
