@@ -10,17 +10,19 @@ parser may predict any graph of the polytope (several heads per word, no root co
 
 - :func:`relation_group` / :func:`gold_graphs`: a tree's labeled arcs as ``(B, n+1, n+1, L)``;
 - :class:`LabeledArcParser`: the arc parser's BiLSTM and biaffine arc scores plus a biaffine
-  label scorer, :math:`s_{hml} = a_{hm} + b_{hml}` (an absent arc scores 0, so :math:`s_{hml}`
-  is the score of the arc ``h -> m`` with label ``l`` against no arc);
-- :func:`arc_label_loss`: its supervised loss, per arc the cross-entropy of the gold choice among
-  "no arc" (score 0) and the ``L`` labels (the log-likelihood of the per-arc relaxation
-  :class:`~spigot.polytopes.LabeledArcs`), summed over a sentence's arcs;
+  label scorer, turned into the log-odds :math:`s_{hml} = \log p(h \mid m) + \log p(l \mid
+  h, m) + \log 2` of a local model against probability 1/2 (an absent arc scores 0, so the
+  MAP keeps an arc when its probability passes 1/2, within the polytope's constraints);
+- :func:`head_label_loss`: its supervised loss, head selection plus the gold arc's label
+  cross-entropy;
 - :class:`LabeledGraphGCN`: a graph convolution over a labeled structure, one weight per label
   and direction, linear in the structure;
 - :func:`labeled_arc_counts`: labeled-arc precision and recall counts of predicted graphs.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -81,12 +83,18 @@ def gold_graphs(heads: torch.Tensor, groups: torch.Tensor, n_labels: int = len(R
 
 
 class LabeledArcParser(nn.Module):
-    """Token vectors -> BiLSTM -> labeled arc scores ``(B, T, T, L)``.
+    """Token vectors -> BiLSTM -> labeled arc scores ``(B, T, T, L)``, log-odds of a local model.
 
-    :math:`s_{hml} = a_{hm} + \\mathbf{h}_h^\\top U_l \\mathbf{d}_m + c_l` with :math:`a` the
-    biaffine arc score of :class:`~spigot.experiments.arc_parser.BiaffineArcScorer` and
-    :math:`\\mathbf{h}, \\mathbf{d}` label views of the states; entries outside a sentence
-    (and the diagonal and column 0) are 0.
+    With :math:`a_{hm}` the biaffine arc score of
+    :class:`~spigot.experiments.arc_parser.BiaffineArcScorer` and :math:`b_{hml} =
+    \\mathbf{h}_h^\\top U_l \\mathbf{d}_m + c_l` a biaffine label score over label views of the
+    states, :math:`p(h \\mid m) = \\mathrm{softmax}_h(a_{hm})` over the candidate heads,
+    :math:`p(l \\mid h, m) = \\mathrm{softmax}_l(b_{hml})`, and
+
+    .. math:: s_{hml} = \\log p(h \\mid m) + \\log p(l \\mid h, m) + \\log 2,
+
+    positive exactly when the arc with that label has probability above 1/2. Entries outside a
+    sentence (and the diagonal and column 0) are 0.
 
     Parameters
     ----------
@@ -129,18 +137,23 @@ class LabeledArcParser(nn.Module):
         heads, dependents = self.head_view(states), self.dependent_view(states)
         labels = torch.einsum("bhk,lkj,bmj->bhml", heads, self.bilinear, dependents) + self.bias
         valid = arc_mask(lengths, arcs.shape[1], arcs.shape[0], arcs.device)
-        return (arcs[..., None] + labels) * valid[..., None]
+        heads_given = torch.log_softmax(arcs.masked_fill(~valid, -1e4), dim=1)
+        scores = heads_given[..., None] + torch.log_softmax(labels, dim=-1) + math.log(2.0)
+        return torch.where(valid[..., None], scores, torch.zeros_like(scores))
 
 
-def arc_label_loss(scores: torch.Tensor, gold: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Per-sentence sum over arcs of ``-log softmax([0, s_hm1, ..., s_hmL])`` at the gold choice.
+def head_label_loss(scores: torch.Tensor, gold: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    r"""Per-sentence negative log-likelihood of the gold arcs under :class:`LabeledArcParser`'s
+    local model: :math:`-\sum_{hml} y_{hml} (s_{hml} - \log 2) = -\sum_{(h, m, l) \in y}
+    \big(\log p(h \mid m) + \log p(l \mid h, m)\big)`, head selection plus the label's
+    cross-entropy at the gold arc.
 
     Parameters
     ----------
     scores
-        ``(B, n+1, n+1, L)`` labeled arc scores.
+        ``(B, n+1, n+1, L)`` scores of :class:`LabeledArcParser`.
     gold
-        Gold graphs of the same shape (at most one label per arc).
+        Gold graphs of the same shape.
     lengths
         Words per sentence ``(B,)``.
     """
@@ -148,11 +161,9 @@ def arc_label_loss(scores: torch.Tensor, gold: torch.Tensor, lengths: torch.Tens
         raise ValueError(
             f"scores and gold must have the same shape, got {tuple(scores.shape)} and {tuple(gold.shape)}"
         )
-    logits = torch.cat([torch.zeros_like(scores[..., :1]), scores], dim=-1)
-    target = torch.where(gold.sum(dim=-1) > 0, gold.argmax(dim=-1) + 1, torch.zeros_like(gold[..., 0], dtype=torch.long))
-    losses = nn.functional.cross_entropy(logits.permute(0, 3, 1, 2), target, reduction="none")
-    valid = arc_mask(lengths, scores.shape[1], scores.shape[0], scores.device)
-    return (losses * valid).sum(dim=(1, 2))
+    valid = arc_mask(lengths, scores.shape[1], scores.shape[0], scores.device)[..., None]
+    chosen = torch.where(valid & (gold > 0), scores - math.log(2.0), torch.zeros_like(scores))
+    return -chosen.sum(dim=(1, 2, 3))
 
 
 def labeled_arc_counts(predicted: torch.Tensor, gold: torch.Tensor, lengths: torch.Tensor) -> tuple[int, int, int]:
