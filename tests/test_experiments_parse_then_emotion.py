@@ -260,3 +260,15 @@ def test_presets_configuration_checks_and_methods():
         experiment.config("nope")
     with pytest.raises(UnsupportedOperation):
         build_model("marginals", SMALL_GRAPH, load_emotion_data(SMALL.data), torch.nn.Identity())
+
+
+def test_the_command_line_lists_the_experiment_and_its_presets(capsys):
+    from spigot import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["experiment", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "parse-then-emotion" in out and "semantic-graph-exact" in out
+    args = cli.build_parser().parse_args(["experiment", "parse-then-emotion", "--preset", "semantic-graph"])
+    assert (args.name, args.preset) == ("parse-then-emotion", "semantic-graph")

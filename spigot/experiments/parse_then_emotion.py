@@ -506,6 +506,34 @@ def _predict(model: TweetClassifier, split: TweetSplit, chunk: int = 256) -> tor
     return torch.cat(predictions)
 
 
+def build_optimizer(model: TweetClassifier, config: ParseThenEmotionConfig) -> torch.optim.Adam:
+    """Adam over the classifier at ``lr`` and, unless frozen, the parser at ``finetune_lr``."""
+    classifier = [p for name, p in model.named_parameters() if not name.startswith("latent.")]
+    groups = [{"params": classifier, "lr": config.lr}]
+    if not model.latent.frozen:
+        groups.append({"params": list(model.latent.parameters()), "lr": config.finetune_lr})
+    return torch.optim.Adam(groups)
+
+
+def tweet_losses(net: nn.Module, split: TweetSplit, indices: torch.Tensor) -> torch.Tensor:
+    """Per-tweet cross-entropy of the classifier (``net`` may be DDP-wrapped) on ``indices``."""
+    tokens, lengths, labels = split.batch(indices)
+    logits, _ = net(tokens, lengths)
+    return nn.functional.cross_entropy(logits, labels, reduction="none")
+
+
+def gold_batch_loss(
+    model: TweetClassifier, config: ParseThenEmotionConfig, gold: TreebankSplit, seed: int, epoch: int, step: int
+) -> torch.Tensor:
+    """The parser's supervised loss (times ``parser_weight``) on the seeded batch of gold
+    PetroGold structures interleaved with update ``step`` of ``epoch``."""
+    order = batch_order(len(gold), seed, 1_000 * (epoch + 1) + step)
+    tokens, lengths, heads, groups = gold.batch(order[: config.batch_size])
+    scores = model.latent.scorer(tokens, lengths)
+    target = gold_structures(config, heads, groups)
+    return config.parser_weight * supervised_losses(config, scores, target, lengths).mean()
+
+
 #: Training tweets the diagnostics are measured on.
 DIAGNOSTIC_TWEETS = 64
 
@@ -652,28 +680,12 @@ class ParseThenEmotionExperiment(Experiment):
         parser = pretrained_parser(config, data, seed, progress)
         model = build_model(method, config, data, parser)
         start = emotion_diagnostics(model, train_set, config)
-        classifier = [p for name, p in model.named_parameters() if not name.startswith("latent.")]
-        groups = [{"params": classifier, "lr": config.lr}]
-        if not model.latent.frozen:
-            groups.append({"params": list(model.latent.parameters()), "lr": config.finetune_lr})
-        optimizer = torch.optim.Adam(groups)
-
-        def example_losses(net: nn.Module, indices: torch.Tensor) -> torch.Tensor:
-            tokens, lengths, labels = train_set.batch(indices)
-            logits, _ = net(tokens, lengths)
-            return nn.functional.cross_entropy(logits, labels, reduction="none")
-
-        def parser_batch_loss(net: nn.Module, epoch: int, step: int) -> torch.Tensor:
-            order = batch_order(len(gold), seed, 1_000 * (epoch + 1) + step)
-            tokens, lengths, heads, relation_groups = gold.batch(order[: config.batch_size])
-            scores = net.latent.scorer(tokens, lengths)
-            target = gold_structures(config, heads, relation_groups)
-            return config.parser_weight * supervised_losses(config, scores, target, lengths).mean()
+        optimizer = build_optimizer(model, config)
 
         result = train(
             model,
             optimizer,
-            example_losses,
+            lambda net, indices: tweet_losses(net, train_set, indices),
             n_examples=len(train_set),
             batch_size=config.batch_size,
             epochs=config.epochs,
@@ -683,7 +695,11 @@ class ParseThenEmotionExperiment(Experiment):
             progress=progress,
             description=f"parse-then-emotion {method} seed {seed}",
             patience=config.patience,
-            auxiliary=parser_batch_loss if config.parser_weight > 0 else None,
+            auxiliary=(
+                (lambda net, epoch, step: gold_batch_loss(net, config, gold, seed, epoch, step))
+                if config.parser_weight > 0
+                else None
+            ),
         )
         end = emotion_diagnostics(model, train_set, config)
         with torch.no_grad():
