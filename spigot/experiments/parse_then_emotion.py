@@ -594,7 +594,7 @@ class ParseThenEmotionExperiment(Experiment):
                 data=EmotionSubset(max_words=25, n_parser=120, n_parser_dev=40, n_parser_test=40, n_train=96),
                 hidden_dim=32,
                 arc_dim=32,
-                pretrain_epochs=4,
+                pretrain_epochs=8,
                 pretrain_patience=None,
                 epochs=2,
                 patience=None,
