@@ -226,7 +226,8 @@ def _configure_experiment(parser: argparse.ArgumentParser) -> None:
         choices=all_presets(),
         default="full",
         help="configuration: full (default), demo, or a variant one experiment names "
-        "(parse-then-label: no-intermediate-supervision)",
+        "(parse-then-label: no-intermediate-supervision; parse-then-emotion: semantic-graph, "
+        "semantic-graph-exact)",
     )
     parser.add_argument(
         "--grid",
