@@ -92,8 +92,7 @@ def gradient_step(
     if step == "fixed":
         return scaled.mul_(eta)
     rows = scaled.view(scaled.shape[0], -1)
-    low, high = torch.aminmax(rows, dim=1, keepdim=True)
-    largest = torch.maximum(high, -low)
+    largest = torch.maximum(rows.amax(dim=1, keepdim=True), -rows.amin(dim=1, keepdim=True))
     rows.div_(torch.where(largest > 0, largest, 1.0))  # each row scaled to max |entry| = 1 (or all 0)
     scaled_norm = torch.linalg.vector_norm(rows, dim=1, keepdim=True)  # in [1, sqrt(size)], or 0
     safe_norm = torch.where(scaled_norm > 0, scaled_norm, 1.0)

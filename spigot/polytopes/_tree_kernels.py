@@ -83,16 +83,18 @@ def _contract(weights, into_first, parent, in_src, in_tgt, in_weight, members, m
     m = weights.shape[0]
     size = 2 * m - 1
     # entering[row[c], u]: adjusted weight of the best arc u -> c (-inf for u inside c, so that
-    # choosing c's entering arc is a plain maximum over its row); target: its endpoint inside c.
+    # choosing c's entering arc is a plain maximum over its row); target: its endpoint inside c,
+    # filled when c is contracted (an original node's arcs all end at itself).
     # A contracted super-node takes over the row of its first member, so M rows suffice.
     entering = np.empty((m, m))
     target = np.empty((m, m), dtype=np.int32)
     row = np.empty(size, dtype=np.int64)
+    for u in range(m):
+        source_row = weights[u]
+        for v in range(m):
+            entering[v, u] = source_row[v]
     for v in range(m):
         row[v] = v
-        for u in range(m):
-            entering[v, u] = weights[u, v]
-            target[v, u] = v
     if not into_first:
         for u in range(m):
             entering[0, u] = 0.0
@@ -119,7 +121,7 @@ def _contract(weights, into_first, parent, in_src, in_tgt, in_weight, members, m
                 best = weights_a[u]
                 source = u
         in_src[a] = source
-        in_tgt[a] = target[ra, source]
+        in_tgt[a] = a if a < m else target[ra, source]  # an original node's arcs all end at itself
         in_weight[a] = best
         b = comp[source]
         if in_src[b] < 0:  # b is not on the path yet: grow the path
@@ -145,15 +147,25 @@ def _contract(weights, into_first, parent, in_src, in_tgt, in_weight, members, m
         shift = in_weight[first]
         for u in range(m):
             entering[rc, u] -= shift
+        if first < m:  # the row of an original node gets its targets now
+            for u in range(m):
+                target[rc, u] = first
         for j in range(member_start[c] + 1, cursor):
             x = members[j]
             rx = row[x]
             shift = in_weight[x]
-            for u in range(m):
-                value = entering[rx, u] - shift
-                if value > entering[rc, u]:
-                    entering[rc, u] = value
-                    target[rc, u] = target[rx, u]
+            if x < m:
+                for u in range(m):
+                    value = entering[rx, u] - shift
+                    if value > entering[rc, u]:
+                        entering[rc, u] = value
+                        target[rc, u] = x
+            else:
+                for u in range(m):
+                    value = entering[rx, u] - shift
+                    if value > entering[rc, u]:
+                        entering[rc, u] = value
+                        target[rc, u] = target[rx, u]
         for u in range(m):
             if in_cycle[comp[u]]:
                 comp[u] = c
