@@ -89,7 +89,14 @@ class ActiveSetState:
         return self.active_weights @ self.active
 
     def products(self, v: np.ndarray) -> np.ndarray:
-        """Inner products of ``v`` with the active vertices (one matrix-vector product)."""
+        """Inner products of ``v`` with the active vertices (one matrix-vector product).
+
+        A sparse ``v`` (a vertex: ``n`` ones among the ``(n+1)^2`` entries of a tree) takes only
+        the columns of its nonzero entries.
+        """
+        support = np.flatnonzero(v)
+        if 2 * support.size < v.size:
+            return self.active[:, support] @ v[support]
         return self.active @ v
 
     def products_rows(self, rows: np.ndarray) -> np.ndarray:
