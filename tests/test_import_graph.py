@@ -20,7 +20,6 @@ PACKAGE = ROOT / "spigot"
 LAYERS = {
     "spigot._batch": 0,
     "spigot._batch_kernel": 0,
-    "spigot._step_kernel": 0,
     "spigot.errors": 0,
     "spigot.checks": 0,
     "spigot._lazy": 0,

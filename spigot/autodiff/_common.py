@@ -23,7 +23,6 @@ from spigot.checks import (  # noqa: F401  (re-exported for the estimators)
     check_positive,
     check_threshold,
 )
-from spigot._lazy import LazyModule
 from spigot.errors import ProjectionError, ProjectionWarning, UnsupportedOperation
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solution, Solver, Start, check_closed_form
@@ -52,12 +51,8 @@ def check_gradient(grad: torch.Tensor) -> None:
     check_finite(grad, "the incoming gradient dL/dz")
 
 
-#: The step rules of the SPIGOT family (see :func:`check_step` and :func:`gradient_step`), in
-#: the order of :mod:`spigot._step_kernel`'s rule codes.
+#: The step rules of the SPIGOT family (see :func:`check_step` and :func:`gradient_step`).
 STEP_RULES = ("normalized", "reference", "fixed")
-
-#: The numba-compiled targets (:func:`stepped_target` on CPU tensors), compiled at first use.
-_step_kernel = LazyModule("spigot._step_kernel")
 
 
 def check_step(step: str | None, eta: float, threshold: float | None) -> tuple[str, float, float | None]:
@@ -106,51 +101,6 @@ def gradient_step(
     else:  # min(eta, tau / (m n)) * g = min(eta m, tau / n) * (g / m)
         rows.mul_(torch.minimum(eta * largest, threshold / safe_norm))
     return scaled
-
-
-def stepped_target(
-    start: torch.Tensor,
-    grad: torch.Tensor,
-    step: str,
-    eta: float,
-    threshold: float | None,
-    variables: torch.Tensor | None,
-) -> torch.Tensor:
-    r"""The point a SPIGOT-family backward pass projects: :math:`s_b - \eta_b g_b`, as a new tensor.
-
-    ``start - gradient_step(grad, step, eta, threshold, variables)`` for ``start`` and ``grad``
-    of shape ``(B, *event)``. On CPU float32/float64 tensors of one dtype outside autograd it is
-    one compiled pass per instance (:mod:`spigot._step_kernel`: the same rule, computed in
-    float64 and rounded once), elsewhere the torch expression.
-    """
-    rows, size = start.shape[0], start[0].numel() if start.shape[0] else 0
-    compiled = (
-        start.device.type == "cpu"
-        and grad.device.type == "cpu"
-        and start.dtype in (torch.float32, torch.float64)
-        and grad.dtype == start.dtype
-        and rows > 0
-        and (variables is None or variables.numel() in (size, rows * size))
-        and not (torch.is_grad_enabled() and (start.requires_grad or grad.requires_grad))
-    )
-    if not compiled:
-        return start - gradient_step(grad, step, eta, threshold, variables)
-    if variables is None:
-        keep = np.ones((1, size), dtype=np.bool_)
-    else:
-        keep = variables.detach().cpu().reshape(-1, size).contiguous().numpy()
-    source = start.detach().reshape(rows, size).contiguous().numpy()
-    out = np.empty_like(source)
-    _step_kernel.stepped_targets(
-        source,
-        grad.detach().reshape(rows, size).contiguous().numpy(),
-        keep,
-        STEP_RULES.index(step),
-        float(eta),
-        float(threshold) if threshold is not None else 0.0,
-        out,
-    )
-    return torch.from_numpy(out).reshape(start.shape)
 
 
 def project_in_backward(

@@ -91,10 +91,10 @@ from spigot.autodiff._common import (
     check_on_failure,
     check_polytope,
     check_step,
+    gradient_step,
     handle_failure,
     project_in_backward,
     require_marginals,
-    stepped_target,
     variables_mask,
 )
 from spigot.polytopes.base import Polytope
@@ -185,7 +185,7 @@ class _SpigotCEFunction(torch.autograd.Function):
         check_gradient(grad_out)
         _, mu, mask = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
-        target = stepped_target(mu, g, ctx.step, ctx.eta, ctx.threshold, mask if ctx.has_mask else None)
+        target = mu - gradient_step(g, ctx.step, ctx.eta, ctx.threshold, mask if ctx.has_mask else None)
         p = project_in_backward(
             ctx.solver, ctx.polytope, ctx.batch, target, None, ctx.certify, ctx.on_failure, "SPIGOT-CE backward"
         )
@@ -206,7 +206,7 @@ class _SpigotEGFunction(torch.autograd.Function):
         check_gradient(grad_out)
         values, mu, mask = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
-        moved = stepped_target(values, g, ctx.step, ctx.eta, ctx.threshold, mask if ctx.has_mask else None)
+        moved = values - gradient_step(g, ctx.step, ctx.eta, ctx.threshold, mask if ctx.has_mask else None)
         with torch.no_grad():
             target = ctx.mean(moved, ctx.lengths)
         grad_scores = _finish(ctx, mu - target, mask, grad_out.shape)

@@ -43,8 +43,8 @@ from spigot.autodiff._common import (
     check_polytope,
     check_certify,
     check_step,
+    gradient_step,
     project_in_backward,
-    stepped_target,
     variables_mask,
 )
 from spigot.polytopes.base import Polytope
@@ -71,7 +71,8 @@ class _SpigotFunction(torch.autograd.Function):
         (z,) = ctx.saved_tensors
         check_gradient(grad_z)
         g = grad_z.reshape(z.shape).to(z.dtype)  # only the polytope's variables count in the step's norm
-        target = stepped_target(z, g, ctx.step, ctx.eta, ctx.threshold, ctx.variables)
+        step = gradient_step(g, ctx.step, ctx.eta, ctx.threshold, ctx.variables)
+        target = torch.sub(z, step, out=step)  # z - step, in the step's fresh buffer
         start = vertex_starts(ctx.batch, z) if ctx.solver.warm_start else None
         p = project_in_backward(
             ctx.solver, ctx.polytope, ctx.batch, target, start, ctx.certify, ctx.on_failure, "SPIGOT backward"
