@@ -89,6 +89,7 @@ def gradient_step(
     computed in place after its one allocation (the caller may overwrite it too).
     """
     scaled = grad * variables if variables is not None else grad.clone()
+    scaled = scaled.contiguous()  # a strided incoming gradient gives a strided product
     if step == "fixed":
         return scaled.mul_(eta)
     rows = scaled.view(scaled.shape[0], -1)
