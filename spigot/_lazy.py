@@ -13,8 +13,9 @@ class LazyModule:
     """Stands for module ``name`` and imports it on first attribute access.
 
     ``cp = LazyModule("cvxpy")`` at the top of a file, then ``cp.Variable(...)`` where it is
-    needed: cvxpy is imported at that first use (once; later accesses go to the imported
-    module). Nothing is added to ``sys.modules`` before then.
+    needed: cvxpy is imported at that first use (once), and each attribute read is kept on the
+    stand-in, so later accesses are plain attribute reads of the imported module's objects.
+    Nothing is added to ``sys.modules`` before then.
     """
 
     def __init__(self, name: str) -> None:
@@ -26,7 +27,9 @@ class LazyModule:
             raise AttributeError(attribute)
         if self._module is None:
             self._module = importlib.import_module(self._name)
-        return getattr(self._module, attribute)
+        value = getattr(self._module, attribute)
+        setattr(self, attribute, value)  # later accesses are plain attribute reads, not this call
+        return value
 
     def __repr__(self) -> str:
         state = "imported" if self._module is not None else "not imported yet"

@@ -42,5 +42,11 @@ def host_lengths(lengths: torch.Tensor | None, batch: int, full: int) -> np.ndar
 
 
 def host_scores(scores: torch.Tensor) -> np.ndarray:
-    """The scores as a C-contiguous float64 array in host memory (one transfer for the batch)."""
-    return np.ascontiguousarray(scores.detach().cpu().numpy(), dtype=np.float64)
+    """The scores as a C-contiguous array in host memory (one transfer for the batch).
+
+    float32 and float64 keep their dtype (the compiled kernels read both and compute in
+    float64); any other dtype is converted to float64.
+    """
+    if scores.dtype not in (torch.float32, torch.float64):
+        scores = scores.to(torch.float64)
+    return np.ascontiguousarray(scores.detach().cpu().numpy())

@@ -104,8 +104,8 @@ def _sorted_projection(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
 
 
 def _cpu_rows(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray, bool]:
-    """``x`` and ``mask`` as contiguous 2-D numpy rows (float64, bool) for the compiled kernels."""
-    values = x.detach().reshape(-1, x.shape[-1]).to(torch.float64).contiguous().numpy()
+    """``x`` and ``mask`` as contiguous 2-D numpy rows (float32 or float64, bool) for the compiled kernels."""
+    values = host_scores(x.detach().reshape(-1, x.shape[-1]))
     if mask is None:
         return values, np.ones((1, 1), dtype=np.bool_), False
     return values, mask.expand(x.shape).reshape(-1, x.shape[-1]).contiguous().numpy(), True

@@ -19,6 +19,7 @@ PACKAGE = ROOT / "spigot"
 #: Module-name prefixes and their layer (longest prefix wins).
 LAYERS = {
     "spigot._batch": 0,
+    "spigot._batch_kernel": 0,
     "spigot.errors": 0,
     "spigot.checks": 0,
     "spigot._lazy": 0,

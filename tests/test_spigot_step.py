@@ -16,7 +16,7 @@ from reference import hull_projection
 from spigot import SPIGOT, Arborescence, LabeledArcs, Simplex, SpanningTree, spigot
 from spigot._batch import as_batch
 from spigot.autodiff import make_estimator, spigot_ce, spigot_eg
-from spigot.autodiff._common import variables_mask
+from spigot.autodiff._common import gradient_step, variables_mask
 from spigot.polytopes import Budget
 
 STEPS = ["normalized", "reference", "fixed"]
@@ -194,3 +194,14 @@ def test_bad_step_options_name_the_argument(name, options, message):
     functional = {"spigot": spigot, "spigot-ce": spigot_ce, "spigot-eg": spigot_eg}[name]
     with pytest.raises(ValueError, match=message):
         functional(torch.zeros(3), Simplex(), **options)
+
+
+@pytest.mark.parametrize("rule", ["normalized", "reference", "fixed"])
+def test_step_of_a_strided_gradient_is_that_of_its_contiguous_copy(rule):
+    grad = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0)).transpose(1, 2)  # strided (3, 4, 5)
+    keep = torch.ones(4, 5, dtype=torch.bool)
+    keep[0] = False
+    threshold = 1.0 if rule == "reference" else None
+    for variables in (None, keep):
+        step = gradient_step(grad, rule, 0.5, threshold, variables)
+        assert torch.equal(step, gradient_step(grad.contiguous(), rule, 0.5, threshold, variables))

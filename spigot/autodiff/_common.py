@@ -79,27 +79,29 @@ def check_step(step: str | None, eta: float, threshold: float | None) -> tuple[s
 def gradient_step(
     grad: torch.Tensor, step: str, eta: float, threshold: float | None, variables: torch.Tensor | None
 ) -> torch.Tensor:
-    r"""The per-instance step :math:`\eta_b g_b` of a rule of :data:`STEP_RULES`.
+    r"""The per-instance step :math:`\eta_b g_b` of a rule of :data:`STEP_RULES`, as a new tensor.
 
-    ``grad`` is ``(B, *event)``; ``variables`` is ``None`` or a boolean ``(B, *event)`` mask of
-    the polytope's variables: entries outside it are zeroed and do not count in the norms.
-    Norms are computed scaled, :math:`\|g_b\| = m_b \|g_b / m_b\|` with
-    :math:`m_b = \max_i |g_{bi}|`, so a gradient whose squared norm overflows still gets its
-    step (and an all-zero gradient gets a zero step).
+    ``grad`` is ``(B, *event)``; ``variables`` is ``None`` or a boolean mask of the polytope's
+    variables broadcastable to it (see :func:`variables_mask`): entries outside it are zeroed
+    and do not count in the norms. Norms are computed scaled, :math:`\|g_b\| = m_b \|g_b /
+    m_b\|` with :math:`m_b = \max_i |g_{bi}|`, so a gradient whose squared norm overflows still
+    gets its step (and an all-zero gradient gets a zero step). The result is a fresh tensor,
+    computed in place after its one allocation (the caller may overwrite it too).
     """
-    if variables is not None:
-        grad = grad * variables
+    scaled = grad * variables if variables is not None else grad.clone()
+    scaled = scaled.contiguous()  # a strided incoming gradient gives a strided product
     if step == "fixed":
-        return eta * grad
-    shape = (grad.shape[0],) + (1,) * (grad.ndim - 1)
-    largest = grad.flatten(start_dim=1).abs().amax(dim=1).reshape(shape)
-    unit = grad / torch.where(largest > 0, largest, torch.ones_like(largest))
-    scaled_norm = unit.flatten(start_dim=1).norm(dim=1).reshape(shape)  # in [1, sqrt(size)], or 0
-    safe_norm = torch.where(scaled_norm > 0, scaled_norm, torch.ones_like(scaled_norm))
+        return scaled.mul_(eta)
+    rows = scaled.view(scaled.shape[0], -1)
+    largest = torch.maximum(rows.amax(dim=1, keepdim=True), -rows.amin(dim=1, keepdim=True))
+    rows.div_(torch.where(largest > 0, largest, 1.0))  # each row scaled to max |entry| = 1 (or all 0)
+    scaled_norm = torch.linalg.vector_norm(rows, dim=1, keepdim=True)  # in [1, sqrt(size)], or 0
+    safe_norm = torch.where(scaled_norm > 0, scaled_norm, 1.0)
     if step == "normalized":
-        return unit * (eta / safe_norm)
-    # min(eta, tau / (m n)) * g = min(eta m, tau / n) * (g / m)
-    return unit * torch.minimum(eta * largest, threshold / safe_norm)
+        rows.mul_(eta / safe_norm)
+    else:  # min(eta, tau / (m n)) * g = min(eta m, tau / n) * (g / m)
+        rows.mul_(torch.minimum(eta * largest, threshold / safe_norm))
+    return scaled
 
 
 def project_in_backward(
@@ -181,16 +183,17 @@ def _host(values: Any) -> Any:
 
 
 def variables_mask(batch: Batch) -> torch.Tensor | None:
-    """``(B, *event)`` mask of the validated polytope's variables in ``batch``, or ``None`` when every entry counts.
+    """Mask of the validated polytope's variables in ``batch``, broadcastable to ``(B, *event)``, or ``None`` when every entry counts.
 
     The entries of :meth:`~spigot.polytopes.Polytope.variable_mask` (for trees the arcs: no
-    diagonal, no root column) within each instance's valid region (no padding).
+    diagonal, no root column) within each instance's valid region (no padding): ``(B, *event)``
+    when some instance is padded, else the polytope's ``event``-shaped mask itself (one mask
+    for every instance, which elementwise products broadcast cheaply).
     """
     mask = padding_mask(batch)
     if batch.variables is None:  # the validated batch holds the polytope's mask already
         return mask
-    keep = batch.variables.expand(batch.values.shape)
-    return keep if mask is None else mask & keep
+    return batch.variables if mask is None else mask & batch.variables
 
 
 def padding_mask(batch: Batch) -> torch.Tensor | None:

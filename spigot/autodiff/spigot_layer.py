@@ -70,8 +70,9 @@ class _SpigotFunction(torch.autograd.Function):
     def backward(ctx, grad_z):
         (z,) = ctx.saved_tensors
         check_gradient(grad_z)
-        g = grad_z.reshape(z.shape)  # only the polytope's variables count in the step's norm
-        target = z - gradient_step(g, ctx.step, ctx.eta, ctx.threshold, ctx.variables)
+        g = grad_z.reshape(z.shape).to(z.dtype)  # only the polytope's variables count in the step's norm
+        step = gradient_step(g, ctx.step, ctx.eta, ctx.threshold, ctx.variables)
+        target = torch.sub(z, step, out=step)  # z - step, in the step's fresh buffer
         start = vertex_starts(ctx.batch, z) if ctx.solver.warm_start else None
         p = project_in_backward(
             ctx.solver, ctx.polytope, ctx.batch, target, start, ctx.certify, ctx.on_failure, "SPIGOT backward"

@@ -65,8 +65,13 @@ _CR, _CL, _IR, _IL = 0, 1, 2, 3
 
 # ----------------------------------------------------------------------------- Tarjan / CLE
 @numba.njit(cache=True)
-def _contract(weights, parent, in_src, in_tgt, in_weight, members, member_start, member_count):
+def _contract(weights, into_first, parent, in_src, in_tgt, in_weight, members, member_start, member_count):
     """Contraction phase on the complete digraph ``weights[u, v]`` (arc ``u -> v``), ``M >= 2``.
+
+    ``weights`` may be any float array view (it is read once, into float64 work arrays); with
+    ``into_first`` False the arcs into node 0 weigh 0 whatever ``weights`` holds there (they
+    are never part of a tree rooted at 0, and a huge stand-in could overflow the adjusted
+    weights).
 
     Fills, for every super-node ``c`` (original nodes are ``0..M-1``, contracted ones follow):
     ``parent[c]`` (the super-node it was contracted into, -1 for the top), ``in_src[c]`` and
@@ -77,16 +82,24 @@ def _contract(weights, parent, in_src, in_tgt, in_weight, members, member_start,
     """
     m = weights.shape[0]
     size = 2 * m - 1
-    # entering[row[c], u]: adjusted weight of the best arc u -> c; target: its endpoint inside c.
+    # entering[row[c], u]: adjusted weight of the best arc u -> c (-inf for u inside c, so that
+    # choosing c's entering arc is a plain maximum over its row); target: its endpoint inside c,
+    # filled when c is contracted (an original node's arcs all end at itself).
     # A contracted super-node takes over the row of its first member, so M rows suffice.
     entering = np.empty((m, m))
     target = np.empty((m, m), dtype=np.int32)
     row = np.empty(size, dtype=np.int64)
+    for u in range(m):
+        source_row = weights[u]
+        for v in range(m):
+            entering[v, u] = source_row[v]
     for v in range(m):
         row[v] = v
+    if not into_first:
         for u in range(m):
-            entering[v, u] = weights[u, v]
-            target[v, u] = v
+            entering[0, u] = 0.0
+    for v in range(m):
+        entering[v, v] = _NEG_INF  # a super-node's own members weigh -inf in its row: never chosen
     comp = np.arange(m)  # current super-node of each original node
     in_cycle = np.zeros(size, dtype=np.bool_)
     for c in range(size):
@@ -102,12 +115,13 @@ def _contract(weights, parent, in_src, in_tgt, in_weight, members, member_start,
         best = _NEG_INF
         source = -1
         ra = row[a]
-        for u in range(m):
-            if comp[u] != a and (source < 0 or entering[ra, u] > best):
-                best = entering[ra, u]
+        weights_a = entering[ra]
+        for u in range(m):  # every finite entry is an arc from outside `a`
+            if weights_a[u] > best:
+                best = weights_a[u]
                 source = u
         in_src[a] = source
-        in_tgt[a] = target[ra, source]
+        in_tgt[a] = a if a < m else target[ra, source]  # an original node's arcs all end at itself
         in_weight[a] = best
         b = comp[source]
         if in_src[b] < 0:  # b is not on the path yet: grow the path
@@ -133,18 +147,29 @@ def _contract(weights, parent, in_src, in_tgt, in_weight, members, member_start,
         shift = in_weight[first]
         for u in range(m):
             entering[rc, u] -= shift
+        if first < m:  # the row of an original node gets its targets now
+            for u in range(m):
+                target[rc, u] = first
         for j in range(member_start[c] + 1, cursor):
             x = members[j]
             rx = row[x]
             shift = in_weight[x]
-            for u in range(m):
-                value = entering[rx, u] - shift
-                if value > entering[rc, u]:
-                    entering[rc, u] = value
-                    target[rc, u] = target[rx, u]
+            if x < m:
+                for u in range(m):
+                    value = entering[rx, u] - shift
+                    if value > entering[rc, u]:
+                        entering[rc, u] = value
+                        target[rc, u] = x
+            else:
+                for u in range(m):
+                    value = entering[rx, u] - shift
+                    if value > entering[rc, u]:
+                        entering[rc, u] = value
+                        target[rc, u] = target[rx, u]
         for u in range(m):
             if in_cycle[comp[u]]:
                 comp[u] = c
+                entering[rc, u] = _NEG_INF
         alive -= member_count[c] - 1
         if alive == 1:
             return next_id
@@ -180,7 +205,7 @@ def _expand(root, m, total, parent, in_src, in_tgt, members, member_start, membe
 
 
 @numba.njit(cache=True)
-def _contraction(weights):
+def _contraction(weights, into_first):
     """Run the contraction phase on ``weights`` (``M >= 2`` nodes) in freshly allocated arrays.
 
     Returns ``(total, parent, in_src, in_tgt, in_weight, members, member_start, member_count)``
@@ -194,29 +219,29 @@ def _contraction(weights):
     members = np.empty(count, dtype=np.int64)
     member_start = np.zeros(count, dtype=np.int64)
     member_count = np.zeros(count, dtype=np.int64)
-    total = _contract(weights, parent, in_src, in_tgt, in_weight, members, member_start, member_count)
+    total = _contract(weights, into_first, parent, in_src, in_tgt, in_weight, members, member_start, member_count)
     return total, parent, in_src, in_tgt, in_weight, members, member_start, member_count
 
 
 @numba.njit(cache=True)
 def arborescence_heads(scores, single_root, heads):
-    """Heads of the maximum arborescence of ``scores[h, m]`` (nodes ``0..n``, root 0) into ``heads``."""
+    """Heads of the maximum arborescence of ``scores[h, m]`` (nodes ``0..n``, root 0) into ``heads``.
+
+    ``scores`` may be a float32 or float64 view; column 0 and the diagonal are never read as arcs.
+    """
     size = scores.shape[0]
     heads[0] = -1
     if size == 2:
         heads[1] = 0
         return
     if not single_root:
-        weights = scores.copy()
-        for u in range(size):
-            weights[u, 0] = 0.0  # arcs into the root: never part of the result
-        total, parent, in_src, in_tgt, _, members, start, count = _contraction(weights)
+        # arcs into the root weigh 0: never part of the result
+        total, parent, in_src, in_tgt, _, members, start, count = _contraction(scores, False)
         stack = np.empty(2 * size - 1, dtype=np.int64)
         _expand(0, size, total, parent, in_src, in_tgt, members, start, count, heads, stack)
         return
     m = size - 1  # the words 1..n become nodes 0..n-1
-    weights = np.ascontiguousarray(scores[1:, 1:])
-    total, parent, in_src, in_tgt, in_weight, members, start, count = _contraction(weights)
+    total, parent, in_src, in_tgt, in_weight, members, start, count = _contraction(scores[1:, 1:], True)
     overall = 0.0
     for c in range(total):
         overall += in_weight[c]
@@ -356,11 +381,14 @@ def spanning_tree_parents(scores, parents):
 # ----------------------------------------------------------------------------- batched entry points
 @numba.njit(cache=True)
 def dependency_vertices(scores, lengths, single_root, projective, out):
-    """Write the MAP tree of every instance ``scores[b, :n_b+1, :n_b+1]`` as a 0/1 matrix into ``out``."""
+    """Write the MAP tree of every instance ``scores[b, :n_b+1, :n_b+1]`` as a 0/1 matrix into ``out``.
+
+    ``scores`` is float32 or float64 (the kernels read it in place and compute in float64).
+    """
     for b in range(scores.shape[0]):
         size = lengths[b] + 1
         heads = np.empty(size, dtype=np.int64)
-        block = np.ascontiguousarray(scores[b, :size, :size])
+        block = scores[b, :size, :size]
         if projective:
             projective_heads(block, single_root, heads)
         else:

@@ -73,6 +73,8 @@ class ActiveSetState:
         self.rhs = np.empty(capacity)
         self.norms = np.empty(capacity)
         self.chol = np.zeros((capacity, capacity))
+        #: Entries where some vertex that was ever active is nonzero (a superset of the point's support).
+        self.touched = np.zeros(x.size, dtype=np.bool_)
 
     @property
     def active(self) -> np.ndarray:
@@ -86,10 +88,24 @@ class ActiveSetState:
 
     @property
     def point(self) -> np.ndarray:
-        return self.active_weights @ self.active
+        """The convex combination of the active vertices; on sparse vertices (trees), only the
+        columns of :attr:`touched` enter the product."""
+        columns = np.flatnonzero(self.touched)
+        if 8 * columns.size >= self.touched.size:
+            return self.active_weights @ self.active
+        point = np.zeros(self.touched.size)
+        point[columns] = self.active_weights @ self.active[:, columns]
+        return point
 
     def products(self, v: np.ndarray) -> np.ndarray:
-        """Inner products of ``v`` with the active vertices (one matrix-vector product)."""
+        """Inner products of ``v`` with the active vertices (one matrix-vector product).
+
+        A sparse ``v`` (a vertex: ``n`` ones among the ``(n+1)^2`` entries of a tree) takes only
+        the columns of its nonzero entries.
+        """
+        support = np.flatnonzero(v)
+        if 2 * support.size < v.size:
+            return self.active[:, support] @ v[support]
         return self.active @ v
 
     def products_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -127,6 +143,7 @@ class ActiveSetState:
         self.vertices[m] = v
         self.weights[m] = weight
         self.norms[m] = norm
+        self.touched |= v != 0
         if self.reference_sum is None:
             self.reference_sum = float(v.sum())
         self.rhs[m] = v @ self.centered + self.shift * (float(v.sum()) - self.reference_sum) + 1.0
