@@ -33,6 +33,7 @@ the pipeline's runs).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ import torch
 
 from spigot.experiments.diagnostics import DIAGNOSTICS, latent_diagnostics
 from spigot.experiments.kmeans import kmeans
-from spigot.experiments.methods import PIPELINE, build_latent_layer
+from spigot.experiments.methods import PIPELINE, build_latent_layer, latent_structure
 from spigot.experiments.metrics import accuracy, v_measure
 from spigot.experiments.registry import Experiment, check_preset, register_experiment
 from spigot.experiments.reproducibility import seed_everything
@@ -143,7 +144,9 @@ class LatentClusterClassifier(torch.nn.Module):
     """Encoder -> latent cluster on the simplex -> bilinear classifier of ``[x; 1]``.
 
     In training mode the latent layer (an estimator) chooses the cluster; in eval mode the plain
-    argmax does, for every method alike.
+    argmax does, for every method alike. ``output_loss`` (the training loss as a function of
+    the logits) lets a latent layer that evaluates the decoder at a second point (such as
+    ``spigot-ce-relaxed``) compute the loss of any cluster assignment.
     """
 
     def __init__(
@@ -155,11 +158,17 @@ class LatentClusterClassifier(torch.nn.Module):
         self.latent = latent
         self.decoder = torch.nn.Bilinear(n_clusters, n_features + 1, 2)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, output_loss: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Label logits ``(N, 2)`` and the chosen clusters ``(N, K)`` (one-hot in eval mode)."""
         scores = self.encoder(x)
-        z = self.latent(scores) if self.training else self.polytope.map(scores)
         inputs = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+        if not self.training:
+            z = self.polytope.map(scores)
+        else:
+            downstream = None if output_loss is None else (lambda c: output_loss(self.decoder(c, inputs)))
+            z = latent_structure(self.latent, scores, None, downstream)
         return self.decoder(z, inputs), z
 
 
@@ -255,8 +264,13 @@ class ClustersExperiment(Experiment):
         loss = torch.nn.CrossEntropyLoss(reduction="none")
 
         def example_losses(net: torch.nn.Module, indices: torch.Tensor) -> torch.Tensor:
-            logits, _ = net(train_set.x[indices])
-            return loss(logits, train_set.y[indices])
+            labels = train_set.y[indices]
+
+            def batch_loss(logits: torch.Tensor) -> torch.Tensor:  # the mean over the batch, as trained
+                return loss(logits, labels).mean()
+
+            logits, _ = net(train_set.x[indices], output_loss=batch_loss)
+            return loss(logits, labels)
 
         def dev_accuracy(net: torch.nn.Module) -> float:
             logits, _ = net(dev.x)
