@@ -29,6 +29,14 @@ step of length 1 per example (``step="normalized"``, ``eta=1``), the learning ra
 method from the dev grid (``spigot experiment clusters --preset mihaylova --grid reduced``),
 and, as the upper bound, the same classifier given the gold clusters (``gold_accuracy``, with
 the pipeline's runs).
+
+The preset ``fixed-step`` is the demo preset with the step of the reference code of Mihaylova et
+al. for SPIGOT-CE/EG, at the argmax and at the relaxed point: proportional to the gradient
+(``step="fixed"``), with ``eta`` equal to the batch size, a unit step on each example's own loss
+(the training loss is the batch mean). With the default normalized step the two forms of
+SPIGOT-CE/EG give the same gradient here: the decoder is linear in the cluster and the label
+binary, so the downstream gradient at any point is a multiple of the same vector with the same
+sign; with a fixed step its length differs between the argmax and the softmax.
 """
 
 from __future__ import annotations
@@ -188,6 +196,12 @@ def build_model(
 #: The preset of Mihaylova et al.'s protocol.
 MIHAYLOVA = "mihaylova"
 
+#: The demo preset with a step proportional to the gradient for SPIGOT-CE/EG (both forms).
+FIXED_STEP = "fixed-step"
+
+#: The estimators the ``fixed-step`` preset sets the step of.
+PULLED_BACK = ("spigot-ce", "spigot-eg", "spigot-ce-relaxed", "spigot-eg-relaxed")
+
 
 @register_experiment
 class ClustersExperiment(Experiment):
@@ -209,12 +223,15 @@ class ClustersExperiment(Experiment):
             for key in DIAGNOSTICS
         ),
     )
-    variants = (MIHAYLOVA,)
+    variants = (MIHAYLOVA, FIXED_STEP)
 
     def config(self, preset: str = "full") -> ClustersConfig:
         preset = check_preset(preset, self.variants)
         if preset == "demo":
             return ClustersConfig(epochs=50)
+        if preset == FIXED_STEP:
+            step = {"step": "fixed", "eta": float(ClustersConfig.batch_size)}
+            return ClustersConfig(epochs=50, estimator_options={name: dict(step) for name in PULLED_BACK})
         if preset == MIHAYLOVA:
             return ClustersConfig(
                 epochs=2000,
