@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from spigot import UnsupportedOperation
-from spigot.experiments import get_experiment, run_experiment
+from spigot.experiments import get_experiment
 from spigot.experiments.arc_parser import ArcParser
 from spigot.experiments.data import ROOT, matrix_to_heads
 from spigot.experiments.latent_tree import ChainScores
+from spigot.experiments.results import RunRecord, paired_differences, results_table
 from spigot.experiments.sentiment import (
     MovieReviewSubset,
     SentimentConfig,
@@ -149,6 +150,11 @@ def test_the_no_tree_baseline_has_no_chain_arcs_and_no_diagnostics(tmp_path):
     values = experiment.run("no-tree", 0, SMALL, tmp_path, progress=False)
     assert set(values) == {"accuracy", "dev_accuracy", "chain_arcs"}
     assert values["chain_arcs"] != values["chain_arcs"]  # NaN: no trees, shown as "—" in the table
+    records = [RunRecord("no-tree", seed, metrics=values) for seed in (0, 1)]
+    records += [RunRecord("chain", seed, metrics={**values, "chain_arcs": 1.0, "accuracy": 0.5}) for seed in (0, 1)]
+    row = next(line for line in results_table(records, experiment.metrics).splitlines() if "| no-tree |" in line)
+    assert row.split(" | ")[3] == "—"
+    assert "Paired differences to `no-tree`" in paired_differences(records, experiment.metrics[0])
 
 
 def test_a_relaxed_point_estimator_trains_and_reports_diagnostics(tmp_path):
