@@ -220,14 +220,16 @@ def _configure_experiment(parser: argparse.ArgumentParser) -> None:
         "--methods",
         type=method_list,
         metavar="M1,M2",
-        help=f"comma-separated methods (default: all of {', '.join(available_methods())})",
+        help=f"comma-separated methods (default: the experiment's own, all of "
+        f"{', '.join(available_methods())} for most; sentiment's baselines are no-tree and chain)",
     )
     parser.add_argument(
         "--preset",
         choices=all_presets(),
         default="full",
         help="configuration: full (default), demo, or a variant one experiment names "
-        "(parse-then-label: no-intermediate-supervision)",
+        "(clusters: mihaylova, fixed-step; sentiment: projective; parse-then-label: "
+        "no-intermediate-supervision)",
     )
     parser.add_argument(
         "--grid",
