@@ -229,7 +229,7 @@ def _configure_experiment(parser: argparse.ArgumentParser) -> None:
         default="full",
         help="configuration: full (default), demo, or a variant one experiment names "
         "(clusters: mihaylova, fixed-step; sentiment: projective; parse-then-label: "
-        "no-intermediate-supervision)",
+        "no-intermediate-supervision; parse-then-emotion: semantic-graph, semantic-graph-exact)",
     )
     parser.add_argument(
         "--grid",

@@ -114,6 +114,19 @@ def test_the_torch_iterations_agree_with_the_kernel_and_handle_every_kind(rng):
     assert (compiled.p - batched.p).abs().max() < 1e-8
 
 
+def test_pinned_copies_in_the_kernel_agree_with_the_torch_iterations(rng):
+    """Entries fixed at 0 (padding) pin their copies: +inf multipliers in the kernel, masks in torch."""
+    graph = SemanticGraph(3, (0, 1))
+    blocks = factor_blocks(graph.factor_graph((5, 5, 3)))
+    x = torch.from_numpy(rng.standard_normal((4, blocks.size)) * 2.0)
+    valid = torch.as_tensor(blocks.coordinates) & torch.from_numpy(rng.random((4, blocks.size)) < 0.6)
+    compiled = ad3_qp._admm_compiled(blocks, x * valid, valid, None, Ad3QP(**TIGHT))
+    batched = ad3_qp._admm_torch(blocks, x * valid, valid, None, Ad3QP(**TIGHT))
+    assert compiled.converged.all() and batched.converged.all()
+    assert (compiled.p - batched.p).abs().max() < 1e-8
+    assert compiled.p[~valid].abs().max() == 0 and torch.isfinite(compiled.p).all()
+
+
 def test_the_local_polytope_of_a_user_polytope(rng):
     polytope = AgreeingSequence()
     local = polytope.relaxation()

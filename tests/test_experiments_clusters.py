@@ -118,9 +118,10 @@ def test_presets_and_description():
     assert (full.n_features, full.n_clusters, full.n_train) == (100, 3, 5000)
     assert demo.epochs < full.epochs
     protocol = experiment.config("mihaylova")
-    assert protocol.batch_size == protocol.n_train and protocol.patience and protocol.gold_bound
+    assert protocol.batch_size >= 1000 and protocol.patience and protocol.gold_bound
     assert protocol.estimator_options["spigot"] == {"step": "normalized", "eta": 1.0}
-    assert "(full batch)" in experiment.describe(protocol)
+    assert "batches of 1000" in experiment.describe(protocol)
+    assert "(full batch)" in experiment.describe(dataclasses.replace(protocol, batch_size=protocol.n_train))
     assert "k-means" in experiment.describe(
         full
     ) and "3 clusters in 100 dimensions" in experiment.describe(full)

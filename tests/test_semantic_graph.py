@@ -191,6 +191,22 @@ def test_map_is_batched_padded_and_follows_the_input(rng):
     assert torch.equal(graph.map_ad3(batch, lengths), z)
 
 
+def test_map_is_a_best_vertex_on_tied_integer_scores_with_lengths(rng):
+    """The compiled assignment on ties (integer scores, as in a certificate at the projection):
+    every instance of a padded batch gets a vertex of its valid region with the brute-force value."""
+    for labels, unique in [(2, (0,)), (3, (0, 2)), (3, (0, 1, 2))]:
+        graph = SemanticGraph(labels, unique_labels=unique)
+        scores = rng.integers(-1, 3, size=(4, 4, 4, labels)).astype(np.float64)
+        lengths = torch.tensor([3, 2, 1, 3])
+        z = graph.map(torch.from_numpy(scores), lengths).numpy()
+        for b, n in enumerate(lengths.tolist()):
+            valid = scores[b, : n + 1, : n + 1]
+            vertices = graph.vertices(valid.shape)
+            assert any(np.array_equal(z[b, : n + 1, : n + 1], v) for v in vertices)
+            assert np.sum(z[b, : n + 1, : n + 1] * valid) == pytest.approx(brute_force_value(valid, unique))
+            assert z[b, n + 1 :].sum() == 0 and z[b, :, n + 1 :].sum() == 0
+
+
 # ----------------------------------------------------------------------------- ad3 against the combinatorial MAP
 def test_ad3_map_agrees_with_the_combinatorial_map(rng):
     disagreements = []

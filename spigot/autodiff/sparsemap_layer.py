@@ -34,8 +34,15 @@ Jacobian, and for the closed-form polytopes it agrees with the hand-written back
 
 Solvers. ``solver="exact"`` (the default) uses its active-set method whenever the polytope's
 closed form would be chosen, because closed forms return no active set; the ``relaxed``
-solver differentiates through the active set of the relaxation; other solvers that return no
-active set (``closed-form``, ``cvxpy``) are refused with a clear error.
+solver differentiates through the active set of the relaxation. On a factor graph of
+at-most-one factors equal to its local polytope (:class:`~spigot.polytopes.SemanticGraph`),
+where ``"exact"`` chooses AD3-QP (``ad3``, which returns no active set), and with
+``solver="ad3"`` there, the backward pass instead applies the Jacobian of the *constraint
+face* of ADMM's point, its zero coordinates and tight factors, certified by strict KKT
+conditions (:mod:`spigot.autodiff.constraint_face`); an instance whose face fails the
+certificate (a kink of the projection, or an inaccurate point) is solved again by the
+active-set method and differentiated as above. Other solvers that return no active set
+(``closed-form``, ``cvxpy``) are refused with a clear error.
 
 Devices: the vertex-based solvers and the face completion of the backward pass run on the CPU
 (float64 numpy, the polytope's ``map_one``). For a batch on a GPU, the scores, the incoming
@@ -64,7 +71,9 @@ from spigot.autodiff._common import (
 from spigot.errors import ProjectionError
 from spigot.polytopes.base import Polytope
 from spigot.solvers.active_set import _PIVOT_EPS, ActiveSet, ActiveSetState
-from spigot.solvers.base import InstanceSolver, Solver
+from spigot.autodiff import constraint_face
+from spigot.solvers.ad3_qp import Ad3QP
+from spigot.solvers.base import InstanceSolver, Solution, Solver
 from spigot.solvers.exact import Exact
 from spigot.solvers.compatibility import check_compatible
 from spigot.solvers.registry import get_solver
@@ -102,13 +111,18 @@ def vertex_solver(solver: Solver, polytope: Polytope) -> tuple[Solver, Polytope]
         chosen = solver.choose(polytope)
         if isinstance(chosen, InstanceSolver) and chosen.vertex_based:
             return solver, polytope
+        if isinstance(chosen, Ad3QP) and constraint_face.applies(polytope):
+            return solver, polytope
         return ActiveSet(tol=solver.tol, max_iter=solver.max_iter, max_time=solver.max_time, init=solver.init), polytope
     check_compatible(solver, polytope, "SparseMAP")
     if isinstance(solver, InstanceSolver) and solver.vertex_based:
         return solver, polytope
+    if isinstance(solver, Ad3QP) and constraint_face.applies(polytope):
+        return solver, polytope
     raise ValueError(
         f"SparseMAP differentiates through the active set of the projection, and solver "
-        f"{solver!r} returns none; use 'exact', 'active-set', 'relaxed' or a Frank-Wolfe solver"
+        f"{solver!r} returns none; use 'exact', 'active-set', 'relaxed' or a Frank-Wolfe solver "
+        "('ad3' only on factor graphs of at-most-one factors equal to their local polytope)"
     )
 
 
@@ -309,21 +323,52 @@ class _SparseMAPFunction(torch.autograd.Function):
         # one transfer to host memory per batch: the gradient and the inputs (the solver's
         # active sets are host arrays already)
         g = grad_p.reshape(batch.values.shape).detach().cpu().double().numpy()
-        active_sets, all_weights = solution.active_set, solution.weights
-        factors = solution.factors or [None] * batch.size
-        parts = []
-        instances = zip(batch.instances(), batch.slices, active_sets, all_weights)
-        for i, (xi, sl, active, weights) in enumerate(instances):
-            vertices = active[(slice(None), *sl)]
-            # the solver's float64 point, not the output, which is rounded to the input's dtype
-            pi = np.tensordot(weights, vertices, axes=1)
-            span = face_basis(ctx.target_polytope, xi, pi, vertices, weights, factors[i])
-            parts.append(span.project(g[(i, *sl)].ravel()).reshape(xi.shape))
+        if solution.active_set is None:
+            parts = _constraint_face_gradients(ctx.target_polytope, batch, solution, g)
+        else:
+            parts = _active_set_gradients(ctx.target_polytope, batch, solution, g)
         grad_scores = batch.embed(parts).to(device=grad_p.device, dtype=grad_p.dtype)
         mask = padding_mask(batch)
         if mask is not None:
             grad_scores = grad_scores * mask
         return grad_scores.reshape(grad_p.shape), None, None, None, None, None
+
+
+def _active_set_gradients(polytope: Polytope, batch: Batch, solution: Solution, g: np.ndarray) -> list[np.ndarray]:
+    """Per instance, the Jacobian of the face spanned from the solver's active set applied to ``g``."""
+    factors = solution.factors or [None] * batch.size
+    parts = []
+    instances = zip(batch.instances(), batch.slices, solution.active_set, solution.weights)
+    for i, (xi, sl, active, weights) in enumerate(instances):
+        vertices = active[(slice(None), *sl)]
+        # the solver's float64 point, not the output, which is rounded to the input's dtype
+        pi = np.tensordot(weights, vertices, axes=1)
+        span = face_basis(polytope, xi, pi, vertices, weights, factors[i])
+        parts.append(span.project(g[(i, *sl)].ravel()).reshape(xi.shape))
+    return parts
+
+
+def _constraint_face_gradients(polytope: Polytope, batch: Batch, solution: Solution, g: np.ndarray) -> list[np.ndarray]:
+    """Per instance, the Jacobian of the certified constraint face of ADMM's point applied to ``g``
+    (:mod:`spigot.autodiff.constraint_face`); where the face is not certified, that of the
+    active-set method's projection instead."""
+    points = solution.p.detach().cpu().double().numpy()
+    parts = []
+    for i, (xi, sl) in enumerate(zip(batch.instances(), batch.slices)):
+        gi = g[(i, *sl)].ravel()
+        face = constraint_face.constraint_face(polytope, xi, points[(i, *sl)])
+        if face is not None:
+            parts.append(face.project(gi).reshape(xi.shape))
+            continue
+        exact = ActiveSet().run(polytope, xi)
+        if not bool(exact.success):
+            raise ProjectionError(
+                "SparseMAP backward: the constraint face of the ADMM point failed its certificate "
+                f"and the active-set method did not converge either ({exact.message[0]})"
+            )
+        span = face_basis(polytope, xi, exact.x, exact.active_set[0], exact.weights[0])
+        parts.append(span.project(gi).reshape(xi.shape))
+    return parts
 
 
 def sparsemap(
@@ -344,8 +389,9 @@ def sparsemap(
         Any structure: a MAP oracle is enough for the default solver.
     solver
         Projection solver name or instance; it must produce an active set (``"exact"``,
-        ``"active-set"``, ``"relaxed"``, the Frank-Wolfe family). ``"exact"`` switches to its
-        active-set method where it would use a closed form.
+        ``"active-set"``, ``"relaxed"``, the Frank-Wolfe family), or be ``"ad3"`` on a factor
+        graph of at-most-one factors equal to its local polytope (see the module). ``"exact"``
+        switches to its active-set method where it would use a closed form.
     lengths
         Optional ``(*batch,)`` integer lengths; padded outputs and gradients are 0.
     on_failure

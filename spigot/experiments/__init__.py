@@ -5,13 +5,15 @@
 - :func:`train`: the training loop (seeded, checkpointed, tqdm, DistributedDataParallel);
 - :func:`run_experiment`: methods x seeds -> a mean ± std table, and ``docs/results.md``;
 - registered experiments: ``clusters`` (:mod:`~spigot.experiments.clusters`), ``sentiment``
-  (:mod:`~spigot.experiments.sentiment`) and ``parse-then-label``
-  (:mod:`~spigot.experiments.parse_then_label`);
+  (:mod:`~spigot.experiments.sentiment`), ``parse-then-label``
+  (:mod:`~spigot.experiments.parse_then_label`) and ``parse-then-emotion``
+  (:mod:`~spigot.experiments.parse_then_emotion`);
 - :mod:`~spigot.experiments.projection_study`: distance, certificate, feasibility and time of
   every solver against the exact projection (``spigot study``).
 """
 
 from spigot.experiments import clusters as _clusters  # noqa: F401  (registers the experiment)
+from spigot.experiments import parse_then_emotion as _parse_then_emotion  # noqa: F401  (registers)
 from spigot.experiments import parse_then_label as _parse_then_label  # noqa: F401  (registers)
 from spigot.experiments import sentiment as _sentiment  # noqa: F401  (registers the experiment)
 from spigot.experiments.methods import (

@@ -234,9 +234,9 @@ class ClustersExperiment(Experiment):
             return ClustersConfig(epochs=50, estimator_options={name: dict(step) for name in PULLED_BACK})
         if preset == MIHAYLOVA:
             return ClustersConfig(
-                epochs=2000,
-                batch_size=ClustersConfig.n_train,
-                patience=200,
+                epochs=400,
+                batch_size=1000,
+                patience=50,
                 gold_bound=True,
                 estimator_options={
                     name: {"step": "normalized", "eta": 1.0} for name in ("spigot", "spigot-ce", "spigot-eg")

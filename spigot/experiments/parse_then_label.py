@@ -591,7 +591,9 @@ class ParseThenLabelExperiment(Experiment):
                 pretrain_patience=None,
                 estimator_options=fixed_step_options(),
             )
-        return ParseThenLabelConfig()
+        return ParseThenLabelConfig(
+            data=PetroGoldSubset(max_words=20, n_train=1000, n_dev=200), epochs=20, patience=3
+        )
 
     def grid(self, config: ParseThenLabelConfig, size: str) -> dict[str, tuple[dict[str, Any], ...]]:
         """The parser's learning rate during labeling times each method's own knob

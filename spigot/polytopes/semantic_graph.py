@@ -17,7 +17,8 @@ works on them. Their constraint matrix is that of a bipartite graph (modifiers a
 labels, per head), hence totally unimodular: the local polytope *is* :math:`\mathrm{conv}(Z)`
 and the ``cvxpy`` projection is exact. The default MAP is combinatorial: per arc the best
 non-unique label if its score is positive, and per head a maximum-weight assignment of unique
-labels to modifiers (``scipy.optimize.linear_sum_assignment``) on the gains over that fallback.
+labels to modifiers on the gains over that fallback (compiled,
+:mod:`spigot.polytopes._semantic_graph_map`).
 
 Devices: :class:`LabeledArcs` (MAP, marginals, closed-form projection) and a
 :class:`SemanticGraph` without unique labels run in torch on the input's device. The MAP of a
@@ -34,12 +35,12 @@ import numpy as np
 import torch
 
 from spigot._lazy import LazyModule
-from spigot._word_graphs import arc_mask
+from spigot._word_graphs import arc_mask, host_lengths, host_scores
 from spigot.polytopes.factor_graph import FactorGraphPolytope
 from spigot.polytopes.factors import FactorGraph
 from spigot.projections import labeled_arcs_projection, reference_projection
 
-optimize = LazyModule("scipy.optimize")
+map_kernel = LazyModule("spigot.polytopes._semantic_graph_map")
 
 #: Largest ``vertices x entries`` array :meth:`LabeledArcs.vertices` builds.
 MAX_VERTEX_ENTRIES = 2**24
@@ -225,41 +226,21 @@ class SemanticGraph(_LabeledGraph):
     # ------------------------------------------------------------------ MAP
     def map_one(self, scores: np.ndarray) -> np.ndarray:
         """Exact combinatorial MAP: best fallback label per arc, then an assignment per head."""
-        n_nodes, _, labels = scores.shape
-        arcs = arc_mask(None, n_nodes, 1, "cpu")[0].numpy()
-        s = np.where(arcs[..., None], scores, -np.inf)
-        unique = np.array(self.unique_labels, dtype=np.int64)
-        free = np.setdiff1d(np.arange(labels), unique)
-        chosen = np.full((n_nodes, n_nodes), -1, dtype=np.int64)
-        fallback = np.zeros((n_nodes, n_nodes))
-        if free.size:
-            best = free[np.argmax(s[..., free], axis=-1)]
-            value = np.take_along_axis(s, best[..., None], axis=-1)[..., 0]
-            chosen = np.where(value > 0, best, -1)
-            fallback = np.maximum(value, 0.0)
-        if unique.size:
-            gains = s[..., unique] - fallback[..., None]
-            # heads whose modifiers with a positive gain all prefer distinct labels: greedy is
-            # optimal, decided for every head at once; the others solve an assignment
-            wanting = (gains > 0).any(axis=-1)
-            picks = np.argmax(gains, axis=-1)
-            per_label = np.zeros((n_nodes, unique.size), dtype=np.int64)
-            np.add.at(per_label, (np.nonzero(wanting)[0], picks[wanting]), 1)
-            clash = (per_label > 1).any(axis=-1)
-            greedy = wanting & ~clash[:, None]
-            chosen[greedy] = unique[picks[greedy]]
-            for h in np.flatnonzero(clash):
-                mods, labels_of = _positive_assignment(gains[h])
-                chosen[h, mods] = unique[labels_of]
-        out = np.zeros_like(scores)
-        heads, mods = np.nonzero(chosen >= 0)
-        out[heads, mods, chosen[heads, mods]] = 1.0
-        return out
+        return self.map_batch(torch.from_numpy(scores)[None], None)[0].numpy()
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Per arc the best positive label without unique labels (torch, on the input's device);
+        with them the compiled per-head assignment (:mod:`spigot.polytopes._semantic_graph_map`,
+        on the CPU, one host transfer each way)."""
         if not self.unique_labels:
             return _best_labels(scores, lengths)
-        return super().map_batch(scores, lengths)
+        values = host_scores(scores)
+        nodes = host_lengths(lengths, values.shape[0], values.shape[1] - 1) + 1
+        unique = np.array(self.unique_labels, dtype=np.int64)
+        free = np.setdiff1d(np.arange(self.n_labels), unique).astype(np.int64)
+        out = np.zeros_like(values)
+        map_kernel.semantic_graph_map(values, nodes, unique, free, out)
+        return torch.from_numpy(out).to(device=scores.device, dtype=scores.dtype)
 
     def relaxation(self) -> LabeledArcs:
         """The per-arc polytope :class:`LabeledArcs` (drops the unique-label constraints)."""
@@ -276,23 +257,3 @@ class SemanticGraph(_LabeledGraph):
         """The reference implementation's procedure :func:`spigot.projections.clip_project_labeled_arcs`."""
         return reference_projection(x, lengths)
 
-
-def _positive_assignment(gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Maximum-weight matching of rows (modifiers) to columns (unique labels), positive gains only.
-
-    ``gains`` is ``(modifiers, unique labels)`` with ``-inf`` where no arc exists. When every
-    row's best column is distinct the greedy choice is optimal; otherwise
-    ``linear_sum_assignment`` solves the assignment on the positive gains.
-    """
-    positive = gains > 0
-    rows = np.flatnonzero(positive.any(axis=1))
-    if not rows.size:
-        return rows, rows
-    picks = np.argmax(gains[rows], axis=1)
-    if np.unique(picks).size == picks.size:
-        return rows, picks
-    cols = np.flatnonzero(positive.any(axis=0))
-    weights = np.where(positive[np.ix_(rows, cols)], gains[np.ix_(rows, cols)], 0.0)
-    r, c = optimize.linear_sum_assignment(weights, maximize=True)
-    keep = weights[r, c] > 0
-    return rows[r[keep]], cols[c[keep]]

@@ -217,7 +217,7 @@ class Ad3QP(Solver):
         converged = torch.zeros(batch.size, dtype=torch.bool)
         reasons = [""] * batch.size
         for rows, shape, region in _groups(graph_polytope, batch):
-            blocks = _blocks(graph_polytope, shape)
+            blocks = factor_blocks_of(graph_polytope, shape)
             xg = x[rows][region].reshape(len(rows), -1)
             valid = _valid_entries(graph_polytope, batch, rows, shape, region, blocks, x.device)
             sg = None if start is None else start[rows][region].reshape(len(rows), -1)
@@ -456,7 +456,7 @@ def _groups(polytope: FactorGraphPolytope, batch: Batch):
     padding is solved by fixing entries at 0, else one per distinct unpadded shape."""
     device = batch.values.device
     full = tuple(slice(0, n) for n in batch.event_shape)
-    if polytope.pads_by_fixing and _blocks(polytope, batch.event_shape).plain_at_most_one:
+    if polytope.pads_by_fixing and factor_blocks_of(polytope, batch.event_shape).plain_at_most_one:
         yield torch.arange(batch.size, device=device), batch.event_shape, (slice(None), *full)
         return
     bounds: dict[tuple[tuple[int, int], ...], list[int]] = {}
@@ -468,7 +468,7 @@ def _groups(polytope: FactorGraphPolytope, batch: Batch):
         yield torch.tensor(members, device=device), shape, (slice(None), *slices)
 
 
-def _blocks(polytope: FactorGraphPolytope, shape: tuple[int, ...]) -> FactorBlocks:
+def factor_blocks_of(polytope: FactorGraphPolytope, shape: tuple[int, ...]) -> FactorBlocks:
     """The factor blocks of ``polytope``'s graph for an instance ``shape`` (cached on the polytope)."""
     cache = polytope.__dict__.setdefault("_ad3_qp_blocks", {})
     shape = tuple(int(n) for n in shape)
