@@ -125,3 +125,42 @@ def test_presets_and_description():
     assert "k-means" in experiment.describe(
         full
     ) and "3 clusters in 100 dimensions" in experiment.describe(full)
+
+
+def test_the_fixed_step_preset_sets_the_step_of_both_forms_of_spigot_ce_and_eg():
+    experiment = get_experiment("clusters")
+    fixed, demo = experiment.config("fixed-step"), experiment.config("demo")
+    assert dataclasses.replace(fixed, estimator_options={}) == demo
+    for name in ("spigot-ce", "spigot-eg", "spigot-ce-relaxed", "spigot-eg-relaxed"):
+        assert fixed.estimator_options[name] == {"step": "fixed", "eta": 50.0}
+    assert "'step': 'fixed'" in experiment.describe(fixed)
+
+
+@pytest.mark.parametrize("kind", ["ce", "eg"])
+def test_the_relaxed_point_gets_the_decoders_loss_and_matches_the_argmax_form_under_the_normalized_step(
+    kind, tmp_path
+):
+    # a decoder linear in the cluster with a binary label: the gradient at any point has the same
+    # direction, so the normalized step makes the two forms equal; a fixed step separates them
+    experiment = get_experiment("clusters")
+    at_argmax = experiment.run(f"spigot-{kind}", 0, SMALL, tmp_path / "argmax", progress=False)
+    relaxed = experiment.run(f"spigot-{kind}-relaxed", 0, SMALL, tmp_path / "relaxed", progress=False)
+    assert relaxed == pytest.approx(at_argmax, abs=1e-6)
+    options = {"step": "fixed", "eta": 25.0}
+    fixed = dataclasses.replace(
+        SMALL, estimator_options={f"spigot-{kind}": options, f"spigot-{kind}-relaxed": options}
+    )
+    data = make_cluster_data(fixed)
+    x, y = data["train"].x[:25], data["train"].y[:25]
+    grads = []
+    for method in (f"spigot-{kind}", f"spigot-{kind}-relaxed"):
+        torch.manual_seed(0)
+        model = build_model(method, fixed, data["train"].x, seed=0).train()
+
+        def mean_loss(logits: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.cross_entropy(logits, y)
+
+        logits, _ = model(x, output_loss=mean_loss)
+        mean_loss(logits).backward()
+        grads.append(model.encoder.weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])

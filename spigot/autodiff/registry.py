@@ -1,7 +1,9 @@
 """Estimators by name, so that experiments can choose them from a configuration.
 
 :data:`ESTIMATORS` maps each method name to its nn.Module class; every class is built as
-``Cls(polytope, **options)`` and called as ``module(scores, lengths=None)``.
+``Cls(polytope, **options)`` and called as ``module(scores, lengths=None)``; a class whose
+``needs_downstream`` attribute is true (``spigot-ce-relaxed``, ``spigot-eg-relaxed``) also takes
+``downstream=`` (the loss as a function of the structure) in the call.
 :func:`make_estimator` builds one with its options checked.
 """
 
@@ -15,6 +17,7 @@ import torch
 from spigot.autodiff.implicit_mle import IMLE
 from spigot.autodiff.perturbations import PerturbedMaximizer
 from spigot.autodiff.pulled_back import SpigotCE, SpigotEG
+from spigot.autodiff.relaxed_point import SpigotCERelaxed, SpigotEGRelaxed
 from spigot.autodiff.sparsemap_layer import SparseMAP
 from spigot.autodiff.spigot_layer import SPIGOT
 from spigot.autodiff.straight_through import StraightThrough, StraightThroughMarginals
@@ -29,6 +32,8 @@ ESTIMATORS: dict[str, type[torch.nn.Module]] = {
     "spigot": SPIGOT,
     "spigot-ce": SpigotCE,
     "spigot-eg": SpigotEG,
+    "spigot-ce-relaxed": SpigotCERelaxed,
+    "spigot-eg-relaxed": SpigotEGRelaxed,
     "sparsemap": SparseMAP,
     "marginals": Marginals,
     "perturbed": PerturbedMaximizer,
@@ -56,7 +61,7 @@ def estimator_options(name: str) -> list[str]:
 def make_estimator(name: str, polytope: Polytope, **options: Any) -> torch.nn.Module:
     """Build the estimator ``name`` on ``polytope`` with ``options``.
 
-    Estimators that project (``spigot``, ``spigot-ce``, ``sparsemap``) also accept the options of
+    Estimators that project (``spigot``, ``spigot-ce``, ``spigot-ce-relaxed``, ``sparsemap``) also accept the options of
     their solver when it is given by name.
 
     Raises

@@ -29,10 +29,19 @@ step of length 1 per example (``step="normalized"``, ``eta=1``), the learning ra
 method from the dev grid (``spigot experiment clusters --preset mihaylova --grid reduced``),
 and, as the upper bound, the same classifier given the gold clusters (``gold_accuracy``, with
 the pipeline's runs).
+
+The preset ``fixed-step`` is the demo preset with the step of the reference code of Mihaylova et
+al. for SPIGOT-CE/EG, at the argmax and at the relaxed point: proportional to the gradient
+(``step="fixed"``), with ``eta`` equal to the batch size, a unit step on each example's own loss
+(the training loss is the batch mean). With the default normalized step the two forms of
+SPIGOT-CE/EG give the same gradient here: the decoder is linear in the cluster and the label
+binary, so the downstream gradient at any point is a multiple of the same vector with the same
+sign; with a fixed step its length differs between the argmax and the softmax.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +51,7 @@ import torch
 
 from spigot.experiments.diagnostics import DIAGNOSTICS, latent_diagnostics
 from spigot.experiments.kmeans import kmeans
-from spigot.experiments.methods import PIPELINE, build_latent_layer
+from spigot.experiments.methods import PIPELINE, build_latent_layer, latent_structure
 from spigot.experiments.metrics import accuracy, v_measure
 from spigot.experiments.registry import Experiment, check_preset, register_experiment
 from spigot.experiments.reproducibility import seed_everything
@@ -143,7 +152,9 @@ class LatentClusterClassifier(torch.nn.Module):
     """Encoder -> latent cluster on the simplex -> bilinear classifier of ``[x; 1]``.
 
     In training mode the latent layer (an estimator) chooses the cluster; in eval mode the plain
-    argmax does, for every method alike.
+    argmax does, for every method alike. ``output_loss`` (the training loss as a function of
+    the logits) lets a latent layer that evaluates the decoder at a second point (such as
+    ``spigot-ce-relaxed``) compute the loss of any cluster assignment.
     """
 
     def __init__(
@@ -155,11 +166,17 @@ class LatentClusterClassifier(torch.nn.Module):
         self.latent = latent
         self.decoder = torch.nn.Bilinear(n_clusters, n_features + 1, 2)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, output_loss: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Label logits ``(N, 2)`` and the chosen clusters ``(N, K)`` (one-hot in eval mode)."""
         scores = self.encoder(x)
-        z = self.latent(scores) if self.training else self.polytope.map(scores)
         inputs = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+        if not self.training:
+            z = self.polytope.map(scores)
+        else:
+            downstream = None if output_loss is None else (lambda c: output_loss(self.decoder(c, inputs)))
+            z = latent_structure(self.latent, scores, None, downstream)
         return self.decoder(z, inputs), z
 
 
@@ -178,6 +195,12 @@ def build_model(
 
 #: The preset of Mihaylova et al.'s protocol.
 MIHAYLOVA = "mihaylova"
+
+#: The demo preset with a step proportional to the gradient for SPIGOT-CE/EG (both forms).
+FIXED_STEP = "fixed-step"
+
+#: The estimators the ``fixed-step`` preset sets the step of.
+PULLED_BACK = ("spigot-ce", "spigot-eg", "spigot-ce-relaxed", "spigot-eg-relaxed")
 
 
 @register_experiment
@@ -200,12 +223,15 @@ class ClustersExperiment(Experiment):
             for key in DIAGNOSTICS
         ),
     )
-    variants = (MIHAYLOVA,)
+    variants = (MIHAYLOVA, FIXED_STEP)
 
     def config(self, preset: str = "full") -> ClustersConfig:
         preset = check_preset(preset, self.variants)
         if preset == "demo":
             return ClustersConfig(epochs=50)
+        if preset == FIXED_STEP:
+            step = {"step": "fixed", "eta": float(ClustersConfig.batch_size)}
+            return ClustersConfig(epochs=50, estimator_options={name: dict(step) for name in PULLED_BACK})
         if preset == MIHAYLOVA:
             return ClustersConfig(
                 epochs=400,
@@ -255,8 +281,13 @@ class ClustersExperiment(Experiment):
         loss = torch.nn.CrossEntropyLoss(reduction="none")
 
         def example_losses(net: torch.nn.Module, indices: torch.Tensor) -> torch.Tensor:
-            logits, _ = net(train_set.x[indices])
-            return loss(logits, train_set.y[indices])
+            labels = train_set.y[indices]
+
+            def batch_loss(logits: torch.Tensor) -> torch.Tensor:  # the mean over the batch, as trained
+                return loss(logits, labels).mean()
+
+            logits, _ = net(train_set.x[indices], output_loss=batch_loss)
+            return loss(logits, labels)
 
         def dev_accuracy(net: torch.nn.Module) -> float:
             logits, _ = net(dev.x)

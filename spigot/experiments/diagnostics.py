@@ -28,6 +28,7 @@ import torch
 
 from spigot._batch import as_batch
 from spigot.autodiff._common import variables_mask
+from spigot.experiments.methods import latent_structure
 from spigot.polytopes.base import Polytope
 
 #: The keys :func:`latent_diagnostics` returns.
@@ -53,7 +54,8 @@ def latent_diagnostics(
     polytope
         The latent structure.
     latent
-        The method's layer, ``(scores, lengths) -> structure``.
+        The method's layer, ``(scores, lengths) -> structure`` (a layer that needs the
+        downstream loss, such as ``spigot-ce-relaxed``, gets ``downstream_loss``).
     downstream_loss
         ``structure -> scalar loss``, differentiable in the structure, as in training.
     """
@@ -67,7 +69,7 @@ def latent_diagnostics(
     at_argmax = z.clone().requires_grad_(True)
     (ste,) = torch.autograd.grad(downstream_loss(at_argmax), at_argmax)
     leaf = scores.clone().requires_grad_(True)
-    out = latent(leaf, lengths)
+    out = latent_structure(latent, leaf, lengths, downstream_loss)
     if out.requires_grad:
         (surrogate,) = torch.autograd.grad(downstream_loss(out), leaf, allow_unused=True)
         surrogate = torch.zeros_like(leaf) if surrogate is None else surrogate

@@ -41,6 +41,7 @@ and after training (``end_``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -376,10 +377,18 @@ class ParseThenLabelModel(nn.Module):
         self.labeler = labeler
 
     def forward(
-        self, tokens: torch.Tensor, lengths: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        output_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Relation logits ``(B, T, R)`` and the structure ``(B, T, T)`` the labeler read."""
-        arcs = self.tree(tokens, lengths)
+        """Relation logits ``(B, T, R)`` and the structure ``(B, T, T)`` the labeler read.
+
+        ``output_loss`` (the training loss as a function of the logits) lets a latent layer
+        that evaluates the labeler at a second structure (``spigot-ce-relaxed``) do so.
+        """
+        downstream = None if output_loss is None else (lambda s: output_loss(self.labeler(tokens, s)))
+        arcs = self.tree(tokens, lengths, downstream)
         return self.labeler(tokens, arcs), arcs
 
 
@@ -651,7 +660,11 @@ class ParseThenLabelExperiment(Experiment):
 
         def example_losses(net: nn.Module, indices: torch.Tensor) -> torch.Tensor:
             tokens, lengths, _, relations = train_set.batch(indices)
-            logits, _ = net(tokens, lengths)
+
+            def batch_loss(logits: torch.Tensor) -> torch.Tensor:  # the mean over the batch, as trained
+                return relation_losses(logits, relations, lengths, config.word_losses).mean()
+
+            logits, _ = net(tokens, lengths, output_loss=batch_loss)
             return relation_losses(logits, relations, lengths, config.word_losses)
 
         def parser_batch_loss(net: nn.Module, epoch: int, step: int) -> torch.Tensor:

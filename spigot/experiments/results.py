@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from spigot.experiments.methods import PIPELINE, ordered_methods
+from spigot.experiments.methods import BASELINES, ordered_methods
 
 #: A run that finished and produced metrics.
 OK = "ok"
@@ -49,7 +49,11 @@ class Metric:
     digits: int = 1
 
     def format(self, values: Sequence[float]) -> str:
-        """``mean ± std`` of ``values`` (sample std; just the mean for one value)."""
+        """``mean ± std`` of ``values`` (sample std; just the mean for one value); "—" when every
+        value is NaN (a metric the method does not define, such as the chain arcs of a model
+        without trees)."""
+        if values and all(math.isnan(v) for v in values):
+            return "—"
         scale = 100.0 if self.percent else 1.0
         mean = statistics.fmean(values) * scale
         if len(values) == 1:
@@ -126,9 +130,12 @@ def results_table(records: Sequence[RunRecord], metrics: Sequence[Metric]) -> st
 
 
 def paired_differences(
-    records: Sequence[RunRecord], metric: Metric, baseline: str = PIPELINE
+    records: Sequence[RunRecord], metric: Metric, baseline: str | None = None
 ) -> str:
     """A markdown table of each method's per-seed difference to ``baseline`` on ``metric``.
+
+    ``baseline=None`` picks the first of :data:`~spigot.experiments.methods.BASELINES`
+    (``pipeline``, ``no-tree``, ``chain``) with a finished run.
 
     For the seeds where both runs finished: the differences (method minus baseline, in the
     metric's unit), their mean, the two-sided p-values of the paired t-test and of the Wilcoxon
@@ -136,6 +143,11 @@ def paired_differences(
     and how many seeds the method won. Empty when ``baseline`` has no finished run.
     """
     scale = 100.0 if metric.percent else 1.0
+    if baseline is None:
+        finished = {r.method for r in records if r.status == OK}
+        baseline = next((name for name in BASELINES if name in finished), None)
+        if baseline is None:
+            return ""
     base = {r.seed: r.metrics[metric.key] for r in records if r.method == baseline and r.status == OK}
     if not base:
         return ""

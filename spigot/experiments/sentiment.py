@@ -1,7 +1,12 @@
-"""``sentiment``: binary sentiment of movie-review sentences through a latent dependency tree.
+"""``sentiment``: latent-tree learning without a treebank, on English movie-review sentences.
 
-The second pipeline of Peng, Thomson and Smith (2018) in brief, with a dependency tree (an
-:class:`~spigot.polytopes.Arborescence`, single-rooted) as the latent structure:
+A binary sentiment classifier reads a dependency tree that a parser, trained from nothing,
+chooses for each sentence; the parser learns only from the sentiment loss, through the
+method's latent layer. No English treebank ships with the installed data (PetroGold is
+Portuguese), so no parser is ever supervised: this is latent-tree learning in the sense of
+Mihaylova, Niculae and Martins (2020), not the second pipeline of Peng, Thomson and Smith
+(2018), whose semantic parser is pre-trained. The setting follows Mihaylova et al.'s where it
+is cheap:
 
 - **data**: the rated movie-review sentences of :func:`~spigot.experiments.data.load_movie_reviews`
   (label: the sign of the mean rating), tokenized for GloVe, kept when at most ``max_words``
@@ -9,27 +14,34 @@ The second pipeline of Peng, Thomson and Smith (2018) in brief, with a dependenc
   length limit);
 - **words**: frozen GloVe 6B 50d vectors (words without one share the unknown vector);
 - **parser**: a BiLSTM over the word vectors and a biaffine arc scorer
-  (:class:`~spigot.experiments.arc_parser.ArcParser`), trained from scratch by the sentiment
-  loss only, through the method's latent layer;
-- **classifier**: the word vectors, projected, go through a graph convolution over the latent
-  structure (:class:`~spigot.experiments.tree_gcn.TreeGCN`), then a mean over the words and a
-  linear layer. The classifier sees no word order except through the tree, so the tree is its
-  only source of context.
+  (:class:`~spigot.experiments.arc_parser.ArcParser`), randomly initialised;
+- **latent structure**: single-root non-projective trees
+  (:class:`~spigot.polytopes.Arborescence`), or single-root projective trees
+  (:class:`~spigot.polytopes.ProjectiveTree`) with ``structure="projective"`` (the preset
+  ``projective``);
+- **classifier**: a BiLSTM of its own over the word vectors (as in Mihaylova et al., the
+  classifier reads BiLSTM states), a graph convolution over the latent structure
+  (:class:`~spigot.experiments.tree_gcn.TreeGCN`), a mean over the words and a linear layer.
 
-**Pipeline baseline.** There is no English treebank among the installed data (PetroGold is
-Portuguese), so no parser can be pre-trained on gold English trees. The pipeline instead reads a
-fixed, input-independent tree: the left-to-right **chain** (every word headed by the word before
-it; :class:`~spigot.experiments.latent_tree.ChainScores`), which gives the graph convolution the
-context of a sequence model. The other methods start from a randomly initialised parser and
-learn the trees from the sentiment labels alone.
+**Baselines** (no parser is trained):
+
+- ``no-tree``: the same encoder and classifier reading no structure (every arc weight 0, so the
+  graph convolution only transforms each word's own state): a BiLSTM classifier;
+- ``chain``: the same classifier reading a fixed, input-independent tree, the left-to-right
+  chain (every word headed by the word before it;
+  :class:`~spigot.experiments.latent_tree.ChainScores`).
+
+There is no ``pipeline`` row: a pipeline needs a parser trained on gold English trees.
 
 Reported: test accuracy of the model with the best dev accuracy, that dev accuracy, and the
 fraction of the test trees' arcs that are chain arcs (``h = m - 1``), to see how far the
-learned trees move from the pipeline's.
+learned trees are from the chain (— for ``no-tree``, which reads no tree).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -39,7 +51,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from spigot.experiments.arc_parser import ArcParser
+from spigot.errors import UnsupportedOperation
+from spigot.experiments.arc_parser import ArcParser, BiLSTMEncoder
 from spigot.experiments.data import (
     PAD,
     ROOT,
@@ -52,7 +65,14 @@ from spigot.experiments.data import (
 )
 from spigot.experiments.diagnostics import DIAGNOSTICS, latent_diagnostics
 from spigot.experiments.latent_tree import TREE_ESTIMATOR_OPTIONS, ChainScores, LatentTree
-from spigot.experiments.methods import PIPELINE, build_latent_layer
+from spigot.experiments.methods import (
+    CHAIN,
+    NO_TREE,
+    PIPELINE,
+    available_methods,
+    build_latent_layer,
+    ordered_methods,
+)
 from spigot.experiments.metrics import accuracy
 from spigot.experiments.registry import Experiment, check_preset, register_experiment
 from spigot.experiments.reproducibility import seed_everything
@@ -61,7 +81,8 @@ from spigot.experiments.token_features import TokenFeatures
 from spigot.experiments.training import train
 from spigot.experiments.tuning import learning_rate_grid
 from spigot.experiments.tree_gcn import TreeGCN
-from spigot.polytopes import Arborescence
+from spigot.polytopes import Arborescence, ProjectiveTree
+from spigot.polytopes.base import Polytope
 
 #: Factors on the arc scores that a method's latent layer reads in training (1 for the others).
 #: SparseMAP reads 50 times the scores: at the near-zero scores of a freshly initialised parser
@@ -69,6 +90,18 @@ from spigot.polytopes import Arborescence
 #: span of the exposed face) took about 2 minutes per batch of 32; at 50 times the scores it
 #: took 0.03 s.
 TREE_SCORE_SCALES: dict[str, float] = {"sparsemap": 50.0}
+
+#: The latent structures ``SentimentConfig.structure`` names.
+STRUCTURES = ("nonprojective", "projective")
+
+
+def tree_polytope(structure: str) -> Polytope:
+    """The single-root tree polytope of ``structure`` (one of :data:`STRUCTURES`)."""
+    if structure == "nonprojective":
+        return Arborescence(single_root=True)
+    if structure == "projective":
+        return ProjectiveTree(single_root=True)
+    raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +138,10 @@ class SentimentConfig:
         The sentences used.
     hidden_dim, arc_dim
         The parser's BiLSTM state size (per direction) and arc-view size.
+    encoder_dim
+        The classifier's BiLSTM state size (per direction).
+    structure
+        The latent trees: ``"nonprojective"`` (single-root arborescences) or ``"projective"``.
     gcn_dim, gcn_layers
         The classifier's graph convolution.
     dropout
@@ -121,6 +158,8 @@ class SentimentConfig:
     data: MovieReviewSubset = MovieReviewSubset()
     hidden_dim: int = 50
     arc_dim: int = 50
+    encoder_dim: int = 50
+    structure: str = "nonprojective"
     gcn_dim: int = 50
     gcn_layers: int = 2
     dropout: float = 0.2
@@ -194,60 +233,101 @@ def load_sentiment_data(subset: MovieReviewSubset) -> SentimentData:
 
 
 class TreeSentimentClassifier(nn.Module):
-    """Latent tree over the words, graph convolution over it, mean over words, two logits.
+    """BiLSTM states, graph convolution over a latent tree (or none), mean over words, two logits.
 
     Parameters
     ----------
     words
         The (frozen) word embedding, shared with the parser.
     tree
-        The latent-tree stage (parser or chain, and the method's layer).
+        The latent-tree stage (parser or chain, and the method's layer); ``None`` for the
+        ``no-tree`` baseline, which reads no structure.
+    encoder_dim
+        The classifier's BiLSTM state size per direction.
     gcn_dim, gcn_layers, dropout
-        The graph convolution.
+        The graph convolution (and dropout on the BiLSTM's inputs).
     """
 
     def __init__(
-        self, words: TokenFeatures, tree: LatentTree, gcn_dim: int, gcn_layers: int, dropout: float
+        self,
+        words: TokenFeatures,
+        tree: LatentTree | None,
+        encoder_dim: int,
+        gcn_dim: int,
+        gcn_layers: int,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.words = words
         self.tree = tree
-        self.project = nn.Linear(words.output_dim, gcn_dim)
+        self.encoder = BiLSTMEncoder(words.output_dim, encoder_dim, dropout)
+        self.project = nn.Linear(self.encoder.output_dim, gcn_dim)
         self.gcn = TreeGCN(gcn_dim, gcn_dim, gcn_layers, dropout)
         self.classify = nn.Linear(gcn_dim, 2)
 
     def forward(
-        self, tokens: torch.Tensor, lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B, 2)`` and the structure ``(B, n+1, n+1)`` the classifier read."""
-        arcs = self.tree(tokens, lengths)
-        return self.read(tokens, lengths, arcs), arcs
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        output_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``(B, 2)`` and the structure ``(B, n+1, n+1)`` the classifier read (``None``
+        without a tree). ``output_loss`` (the training loss as a function of the logits) lets a
+        latent layer that evaluates the classifier at a second structure do so."""
+        states = self.states(tokens, lengths)
+        if self.tree is None:
+            return self.read(states, lengths, None), None
+        downstream = None if output_loss is None else (lambda a: output_loss(self.read(states, lengths, a)))
+        arcs = self.tree(tokens, lengths, downstream)
+        return self.read(states, lengths, arcs), arcs
 
-    def read(self, tokens: torch.Tensor, lengths: torch.Tensor, arcs: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, 2)`` of the classifier reading the structure ``arcs``."""
-        states = self.gcn(torch.relu(self.project(self.words(tokens))), arcs)
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
-        words = ((positions >= 1) & (positions[None, :] <= lengths[:, None])).to(states.dtype)
-        pooled = (states * words[..., None]).sum(dim=1) / lengths[:, None].to(states.dtype)
+    def states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The classifier's BiLSTM states ``(B, n+1, 2 * encoder_dim)`` (node 0 the root token)."""
+        return self.encoder(self.words(tokens), lengths + 1)
+
+    def read(
+        self, states: torch.Tensor, lengths: torch.Tensor, arcs: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Logits ``(B, 2)`` of the classifier reading ``arcs`` (``None``: no structure)."""
+        hidden = torch.relu(self.project(states))
+        if arcs is None:
+            arcs = hidden.new_zeros(hidden.shape[0], hidden.shape[1], hidden.shape[1])
+        hidden = self.gcn(hidden, arcs)
+        positions = torch.arange(states.shape[1], device=states.device)
+        words = ((positions >= 1) & (positions[None, :] <= lengths[:, None])).to(hidden.dtype)
+        pooled = (hidden * words[..., None]).sum(dim=1) / lengths[:, None].to(hidden.dtype)
         return self.classify(pooled)
 
 
 def build_sentiment_model(
     method: str, config: SentimentConfig, vectors: torch.Tensor
 ) -> TreeSentimentClassifier:
-    """The model of ``method`` (seed the global generators first for its initialisation)."""
-    polytope = Arborescence(single_root=True)
-    words = TokenFeatures([vectors], frozen=[True])
+    """The model of ``method`` (seed the global generators first for its initialisation).
+
+    Raises
+    ------
+    spigot.UnsupportedOperation
+        ``method`` is ``pipeline``: no parser can be trained on gold English trees here.
+    """
     if method == PIPELINE:
-        scorer: nn.Module = ChainScores()
-    else:
+        raise UnsupportedOperation(
+            "sentiment has no pipeline: no English treebank is installed, so no parser can be "
+            f"trained on gold trees; its baselines are {NO_TREE!r} and {CHAIN!r}"
+        )
+    polytope = tree_polytope(config.structure)
+    words = TokenFeatures([vectors], frozen=[True])
+    tree: LatentTree | None = None
+    if method == CHAIN:
+        tree = LatentTree(ChainScores(), build_latent_layer(CHAIN, polytope), polytope, frozen=True)
+    elif method != NO_TREE:
         scorer = ArcParser(
             words, words.output_dim, config.hidden_dim, config.arc_dim, config.dropout
         )
-    latent = build_latent_layer(method, polytope, **config.estimator_options.get(method, {}))
-    scale = config.score_scales.get(method, 1.0)
-    tree = LatentTree(scorer, latent, polytope, frozen=method == PIPELINE, scale=scale)
-    return TreeSentimentClassifier(words, tree, config.gcn_dim, config.gcn_layers, config.dropout)
+        latent = build_latent_layer(method, polytope, **config.estimator_options.get(method, {}))
+        tree = LatentTree(scorer, latent, polytope, scale=config.score_scales.get(method, 1.0))
+    return TreeSentimentClassifier(
+        words, tree, config.encoder_dim, config.gcn_dim, config.gcn_layers, config.dropout
+    )
 
 
 def chain_fraction(arcs: torch.Tensor, lengths: torch.Tensor) -> tuple[int, int]:
@@ -260,25 +340,28 @@ def chain_fraction(arcs: torch.Tensor, lengths: torch.Tensor) -> tuple[int, int]
 def _predict(
     model: TreeSentimentClassifier, split: SentenceSplit, chunk: int = 256
 ) -> tuple[torch.Tensor, float]:
-    """Predicted labels of a split (in chunks) and the chain fraction of its trees."""
+    """Predicted labels of a split (in chunks) and the chain fraction of its trees (NaN
+    without trees)."""
     predictions, chain, words = [], 0, 0
     for start in range(0, len(split), chunk):
         tokens, lengths, _ = split.batch(torch.arange(start, min(start + chunk, len(split))))
         logits, arcs = model(tokens, lengths)
         predictions.append(logits.argmax(dim=1))
-        counts = chain_fraction(arcs, lengths)
-        chain, words = chain + counts[0], words + counts[1]
-    return torch.cat(predictions), chain / words
+        if arcs is not None:
+            counts = chain_fraction(arcs, lengths)
+            chain, words = chain + counts[0], words + counts[1]
+    return torch.cat(predictions), chain / words if words else math.nan
 
 
 @register_experiment
 class SentimentExperiment(Experiment):
-    """Sentence sentiment through a latent dependency tree (Peng, Thomson and Smith 2018)."""
+    """Latent-tree learning without a treebank: English sentence sentiment (Mihaylova et al. 2020's setting)."""
 
     name = "sentiment"
     title = (
-        "Movie-review sentiment through a latent dependency tree (Peng, Thomson and Smith 2018): "
-        "BiLSTM parser -> tree -> graph convolution -> classifier"
+        "Latent-tree learning without a treebank (Mihaylova, Niculae and Martins 2020's setting): "
+        "English movie-review sentiment, BiLSTM parser trained from nothing -> latent tree -> "
+        "BiLSTM states + graph convolution -> classifier"
     )
     metrics = (
         Metric("accuracy", "test accuracy (%)"),
@@ -291,19 +374,31 @@ class SentimentExperiment(Experiment):
         for when in ("start", "end")
         for key in DIAGNOSTICS
     )
+    #: ``projective``: the full configuration with single-root projective trees.
+    variants = ("projective",)
+
+    def methods(self) -> tuple[str, ...]:
+        """The two baselines (``no-tree``, ``chain``) and every estimator; no ``pipeline``."""
+        return ordered_methods([NO_TREE, CHAIN, *(m for m in available_methods() if m != PIPELINE)])
 
     def grid(self, config: SentimentConfig, size: str) -> dict[str, tuple[dict[str, Any], ...]]:
         """The learning rate times each method's own knob (:func:`~spigot.experiments.tuning.learning_rate_grid`)."""
         return learning_rate_grid(self.methods(), "lr", config.lr, config.estimator_options, size)
 
     def config(self, preset: str = "full") -> SentimentConfig:
-        if check_preset(preset) == "demo":
+        preset = check_preset(preset, self.variants)
+        if preset == "demo":
             return SentimentConfig(data=MovieReviewSubset(n_train=3000), epochs=6)
+        if preset == "projective":
+            return SentimentConfig(structure="projective")
         return SentimentConfig()
 
     def describe(self, config: SentimentConfig) -> str:
         data = config.data
         sizes = self._sizes(config)
+        trees = "single-root non-projective trees (Arborescence)"
+        if config.structure == "projective":
+            trees = "single-root projective trees (ProjectiveTree)"
         return (
             f"{self.title}. Sentences of 2 to {data.max_words} tokens; {sizes['train']} / "
             f"{sizes['dev']} / {sizes['test']} train / dev / test sentences (fixed random "
@@ -311,16 +406,17 @@ class SentimentExperiment(Experiment):
             + ("every test sentence under the limit" if data.n_test is None else "a subset")
             + "); frozen GloVe 6B 50d words; parser: BiLSTM "
             f"({config.hidden_dim} per direction) + biaffine arcs ({config.arc_dim}), trained "
-            f"from scratch by the sentiment loss through each method's latent layer; latent "
-            f"structure: single-root non-projective trees (Arborescence); classifier: "
+            f"from nothing by the sentiment loss alone through each method's latent layer (no "
+            f"English treebank is installed, so no parser is supervised); latent structure: "
+            f"{trees}; classifier: its own BiLSTM ({config.encoder_dim} per direction), "
             f"{config.gcn_layers} graph-convolution layers ({config.gcn_dim}) over the "
             f"structure, mean over words, linear; dropout {config.dropout}; Adam (lr "
             f"{config.lr}), batches of {config.batch_size}, {config.epochs} epochs, the epoch "
             f"with the best dev accuracy kept; test-time trees by argmax for every method. "
-            f"Pipeline: no English treebank is installed, so the pipeline reads a fixed tree, "
-            f"the left-to-right chain (each word headed by the previous one). Estimator "
-            f"options: {config.estimator_options}; factors on the scores the latent layer "
-            f"reads in training: {config.score_scales}."
+            f"Baselines: `no-tree`, the same BiLSTM classifier reading no structure, and "
+            f"`chain`, the same classifier reading a fixed tree, the left-to-right chain (each "
+            f"word headed by the previous one). Estimator options: {config.estimator_options}; "
+            f"factors on the scores the latent layer reads in training: {config.score_scales}."
         )
 
     @staticmethod
@@ -340,7 +436,11 @@ class SentimentExperiment(Experiment):
 
         def example_losses(net: nn.Module, indices: torch.Tensor) -> torch.Tensor:
             tokens, lengths, labels = train_set.batch(indices)
-            logits, _ = net(tokens, lengths)
+
+            def batch_loss(logits: torch.Tensor) -> torch.Tensor:  # the mean over the batch, as trained
+                return loss(logits, labels).mean()
+
+            logits, _ = net(tokens, lengths, output_loss=batch_loss)
             return loss(logits, labels)
 
         def dev_accuracy(net: nn.Module) -> float:
@@ -380,16 +480,20 @@ def sentiment_diagnostics(
     model: TreeSentimentClassifier, split: SentenceSplit, config: SentimentConfig
 ) -> dict[str, float]:
     """:func:`~spigot.experiments.diagnostics.latent_diagnostics` of ``model`` on ``split``'s
-    first sentences (dropout off), the scores scaled as in training, the loss a batch mean."""
+    first sentences (dropout off), the scores scaled as in training, the loss a batch mean;
+    empty for a model without a tree (``no-tree``)."""
+    if model.tree is None:
+        return {}
     tokens, lengths, labels = split.batch(torch.arange(min(DIAGNOSTIC_SENTENCES, len(split))))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             scores = model.tree.scorer(tokens, lengths) * model.tree.scale
+            states = model.states(tokens, lengths)
 
         def loss(structure: torch.Tensor) -> torch.Tensor:
-            logits = model.read(tokens, lengths, structure)
+            logits = model.read(states, lengths, structure)
             return nn.functional.cross_entropy(logits, labels, reduction="sum") / config.batch_size
 
         return latent_diagnostics(scores, lengths, model.tree.polytope, model.tree.latent, loss)

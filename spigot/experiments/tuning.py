@@ -17,6 +17,8 @@ METHOD_KNOBS = {
     "spigot": "eta",
     "spigot-ce": "eta",
     "spigot-eg": "eta",
+    "spigot-ce-relaxed": "eta",
+    "spigot-eg-relaxed": "eta",
     "perturbed": "sigma",
     "imle": "lambda_",
 }
