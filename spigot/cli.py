@@ -285,7 +285,7 @@ def _run_experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         print(f"\n({args.name}: {format_duration(report.seconds)})")
         if not args.no_results:
             results = args.results or str(Path(args.run_dir) / RESULTS_FILE)
-            update_results_file(results, args.name, report.markdown_section())
+            update_results_file(results, report.section_name, report.markdown_section())
             print(f"table written to {results}")
     return 0
 

@@ -99,6 +99,12 @@ class ExperimentReport:
     tuning: tuple[GridPoint, ...] = ()
     tried: tuple[RunRecord, ...] = ()
 
+    @property
+    def section_name(self) -> str:
+        """The name of this report's section in a results file: the experiment's name, followed
+        by ``-PRESET`` for any preset but ``full`` (so each preset keeps a section of its own)."""
+        return self.experiment.name if self.preset == "full" else f"{self.experiment.name}-{self.preset}"
+
     def table(self) -> str:
         """The markdown table of the results (mean ± std over seeds)."""
         return results_table(self.records, self.experiment.metrics)
