@@ -130,7 +130,8 @@ class ExperimentReport:
     def markdown_section(self) -> str:
         """The experiment's section of ``docs/results.md``: heading, setup, command, table."""
         seeds = sorted({r.seed for r in self.records})
-        lines = [f"## {self.experiment.name}", "", self.experiment.describe(self.config), ""]
+        heading = self.experiment.name if self.preset == "full" else f"{self.experiment.name} (`--preset {self.preset}`)"
+        lines = [f"## {heading}", "", self.experiment.describe(self.config), ""]
         if self.command:
             lines += ["```", self.command, "```", ""]
         threads = f"{self.threads} torch thread{'s' if self.threads > 1 else ''}"
