@@ -95,6 +95,7 @@ from spigot.experiments.semantic_graphs import (
     relation_group,
     semantic_graph_polytope,
 )
+from spigot.experiments.sentiment import SentenceSplit
 from spigot.experiments.token_features import TokenFeatures
 from spigot.experiments.training import train
 from spigot.experiments.tree_gcn import TreeGCN
@@ -230,32 +231,13 @@ def semantic_graph_config(config: ParseThenEmotionConfig, exact: bool = False) -
 
 
 @dataclass(frozen=True)
-class TweetSplit:
-    """Tweets as tensors: ``tokens`` ``(N, T, 2)`` word and tag indices (root token at 0,
-    0-padded), ``lengths`` ``(N,)`` token counts, ``labels`` ``(N,)`` (1 JOY, 0 SAD)."""
-
-    tokens: torch.Tensor
-    lengths: torch.Tensor
-    labels: torch.Tensor
-    tweet_ids: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return int(self.lengths.shape[0])
-
-    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Tokens (cut to the batch's longest tweet), lengths and labels of ``indices``."""
-        lengths = self.lengths[indices]
-        size = int(lengths.max()) + 1
-        return self.tokens[indices, :size], lengths, self.labels[indices]
-
-
-@dataclass(frozen=True)
 class EmotionData:
-    """The tweet splits (``train``, ``dev``, ``test``), the PetroGold splits (``parser``,
-    ``dev``, ``test``; a :class:`TreebankSplit` whose ``relations`` hold 1 + each word's
-    relation group, 0 at the root and padding) and the shared vocabularies."""
+    """The tweet splits (``train``, ``dev``, ``test``; a :class:`SentenceSplit` of word and tag
+    indices, labels 1 JOY and 0 SAD), the PetroGold splits (``parser``, ``dev``, ``test``; a
+    :class:`TreebankSplit` whose ``relations`` hold 1 + each word's relation group, 0 at the
+    root and padding) and the shared vocabularies."""
 
-    tweets: dict[str, TweetSplit]
+    tweets: dict[str, SentenceSplit]
     treebank: dict[str, TreebankSplit]
     words: Vocabulary
     tags: Vocabulary
@@ -314,10 +296,10 @@ def _treebank_split(sentences: list[DependencySentence], words: Vocabulary, tags
     return TreebankSplit(tokens, lengths, heads, groups, tuple(s.sent_id for s in sentences))
 
 
-def _tweet_split(tweets: list[EmotionTweet], words: Vocabulary, tags: Vocabulary) -> TweetSplit:
+def _tweet_split(tweets: list[EmotionTweet], words: Vocabulary, tags: Vocabulary) -> SentenceSplit:
     tokens, lengths = _tokens([list(t.words) for t in tweets], [t.upos for t in tweets], words, tags)
     labels = torch.tensor([t.label for t in tweets], dtype=torch.int64)
-    return TweetSplit(tokens, lengths, labels, tuple(t.tweet_id for t in tweets))
+    return SentenceSplit(tokens, lengths, labels)
 
 
 def structure_polytope(config: ParseThenEmotionConfig) -> Polytope:
@@ -497,7 +479,7 @@ def build_model(
     return TweetClassifier(latent, features, config.encoder_dim, config.gcn_dim, n_labels, config.dropout)
 
 
-def _predict(model: TweetClassifier, split: TweetSplit, chunk: int = 256) -> torch.Tensor:
+def _predict(model: TweetClassifier, split: SentenceSplit, chunk: int = 256) -> torch.Tensor:
     """Predicted labels of a split, in chunks."""
     predictions = []
     for start in range(0, len(split), chunk):
@@ -515,7 +497,7 @@ def build_optimizer(model: TweetClassifier, config: ParseThenEmotionConfig) -> t
     return torch.optim.Adam(groups)
 
 
-def tweet_losses(net: nn.Module, split: TweetSplit, indices: torch.Tensor) -> torch.Tensor:
+def tweet_losses(net: nn.Module, split: SentenceSplit, indices: torch.Tensor) -> torch.Tensor:
     """Per-tweet cross-entropy of the classifier (``net`` may be DDP-wrapped) on ``indices``."""
     tokens, lengths, labels = split.batch(indices)
     logits, _ = net(tokens, lengths)
@@ -538,7 +520,7 @@ def gold_batch_loss(
 DIAGNOSTIC_TWEETS = 64
 
 
-def emotion_diagnostics(model: TweetClassifier, split: TweetSplit, config: ParseThenEmotionConfig) -> dict[str, float]:
+def emotion_diagnostics(model: TweetClassifier, split: SentenceSplit, config: ParseThenEmotionConfig) -> dict[str, float]:
     """:func:`~spigot.experiments.diagnostics.latent_diagnostics` of ``model`` on ``split``'s first
     tweets (dropout off), the loss a batch mean as in training."""
     tokens, lengths, labels = split.batch(torch.arange(min(DIAGNOSTIC_TWEETS, len(split))))

@@ -174,8 +174,10 @@ class SentimentConfig:
 
 @dataclass(frozen=True)
 class SentenceSplit:
-    """One split as tensors: ``tokens`` ``(N, T, 1)`` word indices with the root token at
-    position 0 (0-padded), ``lengths`` ``(N,)`` word counts, ``labels`` ``(N,)`` in {0, 1}."""
+    """One split of labeled sentences as tensors: ``tokens`` ``(N, T, F)`` token feature indices
+    (here the word, ``F = 1``; ``parse-then-emotion``'s tweets add the tag, ``F = 2``) with the
+    root token at position 0 (0-padded), ``lengths`` ``(N,)`` word counts, ``labels`` ``(N,)``
+    in {0, 1}."""
 
     tokens: torch.Tensor
     lengths: torch.Tensor
