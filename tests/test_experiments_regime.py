@@ -158,3 +158,24 @@ def test_parse_then_label_grids_contain_the_configured_setting():
         ids = {config_id(experiment.with_setting(config, method, s)) for s in reduced[method]}
         assert config_id(config) in ids
     assert experiment.grid(config, "none") == {}
+
+
+def test_the_pretraining_digest_ignores_the_settings_a_grid_varies():
+    from dataclasses import replace
+
+    from spigot.experiments import get_experiment
+    from spigot.experiments.parse_then_label import PRETRAINING_FIELDS
+    from spigot.experiments.registry import config_id
+
+    experiment = get_experiment("parse-then-label")
+    config = experiment.config("demo")
+    settings = [
+        experiment.with_setting(config, method, s)
+        for method, grid in experiment.grid(config, "reduced").items()
+        for s in grid
+    ]
+    assert len({config_id(c) for c in settings}) > 1  # the run folders differ
+    assert len({config_id(c, PRETRAINING_FIELDS) for c in settings}) == 1  # one pre-training
+    assert config_id(config, PRETRAINING_FIELDS) != config_id(replace(config, lr=config.lr / 2), PRETRAINING_FIELDS)
+    with pytest.raises(ValueError, match="unknown \\['nope'\\]"):
+        config_id(config, ("lr", "nope"))

@@ -48,9 +48,7 @@ the diagnostics of :mod:`spigot.experiments.diagnostics` on 64 training tweets.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -82,7 +80,7 @@ from spigot.experiments.parse_then_label import (
     parser_losses,
     reference_step_options,
 )
-from spigot.experiments.registry import Experiment, check_preset, register_experiment
+from spigot.experiments.registry import Experiment, check_preset, config_id, register_experiment
 from spigot.experiments.reproducibility import batch_order, seed_everything
 from spigot.experiments.results import Metric
 from spigot.experiments.semantic_graphs import (
@@ -412,18 +410,16 @@ def parser_score(parser: nn.Module, config: ParseThenEmotionConfig, split: Treeb
     return float(2 * counts[0] / max(counts[1] + counts[2], 1))
 
 
-def _pretraining_id(config: ParseThenEmotionConfig, seed: int) -> str:
-    """What the pre-trained parser depends on (the classification settings are left out, so
-    every setting of a dev grid shares one pre-training)."""
-    fields = ("data", "structure", "word_dim", "tag_dim", "hidden_dim", "arc_dim", "label_dim", "dropout",
-              "pretrain_epochs", "pretrain_patience", "batch_size", "lr", "word_losses")
-    settings = {name: asdict(config)[name] for name in fields}
-    text = json.dumps({"seed": seed, **settings}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+#: The settings the pre-trained parser depends on (the classification settings are left out,
+#: so every method and every setting of a dev grid share one pre-training per seed).
+PRETRAINING_FIELDS = (
+    "data", "structure", "word_dim", "tag_dim", "hidden_dim", "arc_dim", "label_dim", "dropout",
+    "pretrain_epochs", "pretrain_patience", "batch_size", "lr", "word_losses",
+)
 
-
-#: Pre-trained parser weights by :func:`_pretraining_id`, shared by the methods of one process.
-_PRETRAINED: dict[str, dict[str, torch.Tensor]] = {}
+#: Pre-trained parser weights by (digest of :data:`PRETRAINING_FIELDS`, seed), shared by the
+#: runs of one process.
+_PRETRAINED: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
 
 
 def pretrained_parser(
@@ -434,7 +430,7 @@ def pretrained_parser(
     Deterministic given the pre-training settings and ``seed``; computed once per process.
     Leaves the global generators seeded by ``seed`` on return.
     """
-    key = _pretraining_id(config, seed)
+    key = (config_id(config, PRETRAINING_FIELDS), seed)
     seed_everything(seed)
     parser = build_parser(config, data)
     if key not in _PRETRAINED:

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -101,9 +102,25 @@ class Experiment(ABC):
         return f"{self.title}. Configuration: {fields}."
 
 
-def config_id(config: Any) -> str:
-    """A short, stable digest of a dataclass configuration (names the run folder)."""
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+def config_id(config: Any, fields: Iterable[str] | None = None) -> str:
+    """A short, stable digest of a dataclass configuration (names the run folder).
+
+    With ``fields``, the digest of those fields only: what a computation depends on (a
+    parser's pre-training, say), so that configurations differing elsewhere share its result.
+
+    Raises
+    ------
+    ValueError
+        A name in ``fields`` is not a field of ``config``.
+    """
+    settings = dataclasses.asdict(config)
+    if fields is not None:
+        names = tuple(fields)
+        unknown = sorted(set(names) - set(settings))
+        if unknown:
+            raise ValueError(f"fields must name fields of {type(config).__name__}, got unknown {unknown}")
+        settings = {name: settings[name] for name in names}
+    text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
 
 
