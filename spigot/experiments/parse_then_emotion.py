@@ -70,7 +70,7 @@ from spigot.experiments.data import (
 )
 from spigot.experiments.data.dantestocks import EmotionTweet, load_dantestocks
 from spigot.experiments.diagnostics import DIAGNOSTICS, latent_diagnostics
-from spigot.experiments.latent_tree import TREE_ESTIMATOR_OPTIONS, LatentTree
+from spigot.experiments.latent_tree import LatentTree
 from spigot.experiments.methods import PIPELINE, build_latent_layer
 from spigot.experiments.metrics import accuracy
 from spigot.experiments.parse_then_label import (
