@@ -250,6 +250,8 @@ def test_presets_configuration_checks_and_methods():
     assert full.estimator_options["spigot"] == {
         "solver": "relaxed", "step": "reference", "eta": float(full.batch_size), "threshold": 1.0
     }
+    for method in ("spigot-ce-relaxed", "spigot-eg-relaxed"):
+        assert full.estimator_options[method] | {"solver": None} == full.estimator_options["spigot-ce"] | {"solver": None}
     assert graph.estimator_options["spigot"]["solver"] == "relaxed" and exact.estimator_options["spigot"]["solver"] == "exact"
     assert dataclasses.replace(graph, structure="tree", estimator_options=full.estimator_options) == full
     with pytest.raises(ValueError, match="structure must be one of"):
@@ -272,3 +274,40 @@ def test_the_command_line_lists_the_experiment_and_its_presets(capsys):
     assert "parse-then-emotion" in out and "semantic-graph-exact" in out
     args = cli.build_parser().parse_args(["experiment", "parse-then-emotion", "--preset", "semantic-graph"])
     assert (args.name, args.preset) == ("parse-then-emotion", "semantic-graph")
+
+
+@pytest.mark.parametrize("method", ["spigot-ce-relaxed", "spigot-eg-relaxed"])
+def test_a_relaxed_point_layer_reads_the_classifier_at_the_relaxed_point(method):
+    """Training sends the parser the layer's gradient for the batch-mean loss of this pass's
+    classifier (its BiLSTM states) evaluated at the relaxed point."""
+    from spigot.autodiff.registry import make_estimator
+    from spigot.experiments.parse_then_emotion import tweet_losses
+
+    data = load_emotion_data(SMALL.data)
+    model = build_model(method, SMALL, data, pretrained_parser(SMALL, data, seed=3)).train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    seen: list[torch.Tensor] = []
+
+    def capture(_module, _inputs, scores: torch.Tensor) -> None:
+        scores.register_hook(seen.append)
+
+    handle = model.latent.scorer.register_forward_hook(capture)
+    indices = torch.arange(8)
+    tweet_losses(model, data.tweets["train"], indices).mean().backward()
+    handle.remove()
+
+    tokens, lengths, labels = data.tweets["train"].batch(indices)
+    with torch.no_grad():
+        scores = model.latent.scorer(tokens, lengths)
+        states = model.encode(tokens, lengths)
+    leaf = scores.clone().requires_grad_(True)
+    layer = make_estimator(method, model.latent.polytope, **SMALL.estimator_options[method])
+
+    def downstream(structure: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(model.pool(states, lengths, structure), labels)
+
+    (expected,) = torch.autograd.grad(downstream(layer(leaf, lengths, downstream=downstream)), leaf)
+    assert float(expected.abs().sum()) > 0
+    torch.testing.assert_close(seen[0], expected, atol=1e-6, rtol=1e-5)

@@ -48,6 +48,7 @@ the diagnostics of :mod:`spigot.experiments.diagnostics` on 64 training tweets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -104,8 +105,13 @@ from spigot.polytopes.base import Polytope
 #: The latent structures the experiment can train through.
 STRUCTURES = ("tree", "semantic-graph")
 
+#: SPIGOT-CE and SPIGOT-EG with the downstream gradient taken at the relaxed point (Mihaylova et al.).
+RELAXED_POINT = ("spigot-ce-relaxed", "spigot-eg-relaxed")
+
 #: The methods compared (the paper's and Mihaylova et al.'s).
-EMOTION_METHODS = (PIPELINE, "ste-i", "spigot", "spigot-ce", "spigot-eg", "sparsemap", "marginals")
+EMOTION_METHODS = (
+    PIPELINE, "ste-i", "spigot", "spigot-ce", "spigot-eg", *RELAXED_POINT, "sparsemap", "marginals"
+)
 
 
 def graph_estimator_options(batch_size: int, exact: bool = False) -> dict[str, dict[str, Any]]:
@@ -207,7 +213,9 @@ class ParseThenEmotionConfig:
     finetune_lr: float = 2e-4
     parser_weight: float = 1.0
     word_losses: str = "sum"
-    estimator_options: dict[str, dict[str, Any]] = field(default_factory=lambda: reference_step_options(32))
+    estimator_options: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: reference_step_options(32, SPIGOT_FAMILY + RELAXED_POINT)
+    )
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -352,16 +360,40 @@ class TweetClassifier(nn.Module):
             self.reader = LabeledGraphGCN(self.encoder.output_dim, gcn_dim, n_labels)
         self.classify = nn.Linear(gcn_dim, 2)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B, 2)`` and the structure the classifier read."""
-        structure = self.latent(tokens, lengths)
-        return self.read(tokens, lengths, structure), structure
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        output_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, 2)`` and the structure the classifier read.
+
+        ``output_loss`` (the training loss as a function of the logits) lets a latent layer that
+        evaluates the classifier at a second structure (``spigot-ce-relaxed``,
+        ``spigot-eg-relaxed``) do so, with the BiLSTM states of this pass: the layer calls it
+        in its backward pass, after this method has returned.
+        """
+        encoded: list[torch.Tensor] = []
+
+        def downstream(structure: torch.Tensor) -> torch.Tensor:
+            return output_loss(self.pool(encoded[0], lengths, structure))
+
+        structure = self.latent(tokens, lengths, None if output_loss is None else downstream)
+        encoded.append(self.encode(tokens, lengths))
+        return self.pool(encoded[0], lengths, structure), structure
 
     def read(self, tokens: torch.Tensor, lengths: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 2)`` of the classifier reading ``structure``."""
-        states = self.encoder(self.features(tokens), lengths + 1)
+        return self.pool(self.encode(tokens, lengths), lengths, structure)
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The classifier's BiLSTM states ``(B, n+1, 2 * encoder_dim)`` (node 0 the root token)."""
+        return self.encoder(self.features(tokens), lengths + 1)
+
+    def pool(self, states: torch.Tensor, lengths: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 2)`` from the BiLSTM ``states`` read through ``structure``."""
+        positions = torch.arange(states.shape[1], device=states.device)
         states = self.reader(self.dropout(states), structure)
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
         inside = ((positions >= 1) & (positions[None, :] <= lengths[:, None])).to(states.dtype)
         pooled = (states * inside[..., None]).sum(dim=1) / lengths[:, None].to(states.dtype)
         return self.classify(pooled)
@@ -494,9 +526,14 @@ def build_optimizer(model: TweetClassifier, config: ParseThenEmotionConfig) -> t
 
 
 def tweet_losses(net: nn.Module, split: SentenceSplit, indices: torch.Tensor) -> torch.Tensor:
-    """Per-tweet cross-entropy of the classifier (``net`` may be DDP-wrapped) on ``indices``."""
+    """Per-tweet cross-entropy of the classifier (``net`` may be DDP-wrapped) on ``indices``;
+    a relaxed-point layer gets the batch mean, the loss training differentiates."""
     tokens, lengths, labels = split.batch(indices)
-    logits, _ = net(tokens, lengths)
+
+    def batch_loss(logits: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits, labels)
+
+    logits, _ = net(tokens, lengths, output_loss=batch_loss)
     return nn.functional.cross_entropy(logits, labels, reduction="none")
 
 

@@ -190,15 +190,17 @@ WORD_LOSSES = ("sum", "mean")
 SPIGOT_FAMILY = ("spigot", "spigot-ce", "spigot-eg")
 
 
-def reference_step_options(batch_size: int) -> dict[str, dict[str, Any]]:
-    r"""The tree options with the reference code's step for the SPIGOT family.
+def reference_step_options(
+    batch_size: int, family: tuple[str, ...] = SPIGOT_FAMILY
+) -> dict[str, dict[str, Any]]:
+    r"""The tree options with the reference code's step for the SPIGOT family (``family``).
 
     The reference sums the loss over words and sentences and takes :math:`\eta_b = \min(1,
     1 / \|g_b\|)`; here the loss is averaged over the ``batch_size`` sentences of a batch,
     so ``eta = batch_size`` gives the same step.
     """
     options = {k: dict(v) for k, v in TREE_ESTIMATOR_OPTIONS.items()}
-    for name in SPIGOT_FAMILY:
+    for name in family:
         options.setdefault(name, {}).update(step="reference", eta=float(batch_size), threshold=1.0)
     return options
 
