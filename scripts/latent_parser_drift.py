@@ -1,14 +1,16 @@
 """Where a latent parser's decisions drift under end-to-end training: ``parse-then-emotion`` runs.
 
 ``python scripts/latent_parser_drift.py RUNS PRESET [SEEDS]`` reads the kept model of every
-finished run of one configuration (``RUNS/parse-then-emotion/PRESET-CONFIGID/METHOD/seed-S``,
-its ``checkpoint.pt``, written by ``spigot experiment parse-then-emotion --preset PRESET``) and
-prints, per method, means over the seeds of:
+finished run of a preset, at every setting of its reduced dev grid
+(``RUNS/parse-then-emotion/PRESET-CONFIGID/METHOD/seed-S/checkpoint.pt``, written by
+``spigot experiment parse-then-emotion --preset PRESET --grid reduced --run-dir RUNS``) and
+prints, per method and setting, means over the seeds of:
 
 - on PetroGold's test sentences, the parser's MAP structures against the gold ones: parts per
   word, labeled precision and recall (arcs with their relation group; for trees every word has
   one head, so precision = recall = UAS) and unlabeled precision and recall (arcs, any label);
-- on the first 64 training tweets, the parts per word of the structures the classifier reads;
+- on the first 64 training tweets, the parts per word (entries above 1/2) of the structures the
+  classifier reads in training (the latent layer's output: a MAP structure, or a relaxed point);
 - the **net push** of the surrogate gradient :math:`\\nabla_s` that the method's latent layer
   sends to the scores on those tweets (the training loss, dropout off):
   :math:`\\sum_i \\nabla_{s_i} / \\sum_i |\\nabla_{s_i}|` over the valid parts. Gradient descent
@@ -16,8 +18,8 @@ prints, per method, means over the seeds of:
   raises every score; 0 moves mass between parts. Measured with the parser as pre-trained
   (``start``, the same for every method of a seed) and as kept after training (``end``).
 
-The configuration is rebuilt from the preset with the current code; the run folder's digest must
-match it (the script says so otherwise).
+The configurations are rebuilt from the preset with the current code; runs made with another
+configuration (another digest) are not found.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch
 from torch import nn
 
 from spigot.experiments.checkpoint import load_checkpoint
-from spigot.experiments.methods import latent_structure
+from spigot.experiments.methods import PIPELINE, latent_structure
 from spigot.experiments.parse_then_emotion import (
     DIAGNOSTIC_TWEETS,
     ParseThenEmotionExperiment,
@@ -94,40 +96,50 @@ def net_push(model: TweetClassifier, split, config) -> tuple[float, float]:
     return float(grad.sum() / grad.abs().sum()), float(chosen)
 
 
+def settings(experiment: ParseThenEmotionExperiment, config) -> dict[tuple[str, str], object]:
+    """Every (method, setting) the reduced dev grid tries, with its configuration."""
+    found: dict[tuple[str, str], object] = {}
+    grid = experiment.grid(config, "reduced")
+    for method in experiment.methods():
+        for setting in grid.get(method, ({},)):
+            label = ", ".join(f"{k.removeprefix('option:')}={v:g}" for k, v in setting.items())
+            found[(method, label)] = experiment.with_setting(config, method, setting)
+    return found
+
+
 def main(runs: Path, preset: str, seeds: int) -> None:
     experiment = ParseThenEmotionExperiment()
     config = experiment.config(preset)
-    folder = runs / experiment.name / f"{preset}-{config_id(config)}"
-    if not folder.is_dir():
-        raise SystemExit(f"no run folder {folder}: the runs were made with another configuration")
     data = load_emotion_data(config.data)
-    table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for seed in range(seeds):
-        for method_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-            state = load_checkpoint(method_dir / f"seed-{seed}" / "checkpoint.pt")
+    table: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (method, label), setting in settings(experiment, config).items():
+        folder = runs / experiment.name / f"{preset}-{config_id(setting)}" / method
+        for seed in range(seeds):
+            state = load_checkpoint(folder / f"seed-{seed}" / "checkpoint.pt")
             if state is None:
                 continue
-            method = method_dir.name
-            model = build_model(method, config, data, pretrained_parser(config, data, seed))
-            row = table[method]
-            if method != "pipeline":
-                row["net push (start)"].append(net_push(model, data.tweets["train"], config)[0])
+            model = build_model(method, setting, data, pretrained_parser(setting, data, seed))
+            row = table[(method, label)]
+            if method != PIPELINE:
+                row["net push (start)"].append(net_push(model, data.tweets["train"], setting)[0])
             model.load_state_dict(state["best_model"])
-            for key, value in parser_counts(model, config, data.treebank["test"]).items():
+            for key, value in parser_counts(model, setting, data.treebank["test"]).items():
                 row[key].append(value)
-            push, chosen = net_push(model, data.tweets["train"], config)
+            push, chosen = net_push(model, data.tweets["train"], setting)
             row["tweet parts per word"].append(chosen)
-            if method != "pipeline":
+            if method != PIPELINE:
                 row["net push (end)"].append(push)
+    if not table:
+        raise SystemExit(f"no finished run of {preset} under {runs}: made with another configuration?")
     columns = [
         "parts per word", "labeled precision", "labeled recall", "arc precision", "arc recall",
         "tweet parts per word", "net push (start)", "net push (end)",
     ]
-    print("| method | " + " | ".join(columns) + " | seeds |")
-    print("|---|" + "---:|" * (len(columns) + 1))
-    for method, row in table.items():
+    print("| method | setting | " + " | ".join(columns) + " | seeds |")
+    print("|---|---|" + "---:|" * (len(columns) + 1))
+    for (method, label), row in table.items():
         cells = [f"{statistics.fmean(row[c]):.3f}" if row.get(c) else "—" for c in columns]
-        print(f"| {method} | " + " | ".join(cells) + f" | {len(row['parts per word'])} |")
+        print(f"| {method} | {label} | " + " | ".join(cells) + f" | {len(row['parts per word'])} |")
 
 
 if __name__ == "__main__":
