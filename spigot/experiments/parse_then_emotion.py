@@ -31,7 +31,11 @@ gold trees (best dev score kept, ``pretrain_patience``), then the classifier is 
 batch of gold PetroGold trees interleaved with every tweet batch, the parser's supervised loss
 at weight ``parser_weight``; SPIGOT and its variants take the reference code's step. The
 **matched pipeline** trains the parser the same way but passes it no classification gradient.
-Classification stops on dev accuracy with ``patience``.
+Classification stops on dev accuracy with ``patience``. SPIGOT-CE and SPIGOT-EG run both with
+the downstream gradient at the argmax (``spigot-ce``, ``spigot-eg``) and at the relaxed point as
+Mihaylova et al. define them (``spigot-ce-relaxed``, ``spigot-eg-relaxed``: the classifier read
+at the marginals); the tree configuration gives all five the reference step, the semantic-graph
+one configures the three at the argmax (the relaxed-point pair would run with its defaults).
 
 **What differs from the paper.** The language (Portuguese, not English); the parser's data and
 the task's are different domains (oil-and-gas reports against stock-market tweets, with their
