@@ -55,6 +55,7 @@ def parts(structure: torch.Tensor) -> torch.Tensor:
 def parser_counts(model: TweetClassifier, config, treebank) -> dict[str, float]:
     """Parts per word, labeled and unlabeled precision and recall on ``treebank`` (MAP decoding)."""
     polytope = structure_polytope(config)
+    model.eval()
     tokens, lengths, heads, groups = treebank.batch(torch.arange(len(treebank)))
     with torch.no_grad():
         predicted = parts(polytope.map(model.latent.scorer(tokens, lengths), lengths))
