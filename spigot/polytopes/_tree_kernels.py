@@ -57,6 +57,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from spigot.polytopes._support_oracle import SUPPORT_SIGNATURE
+
 _NEG_INF = -np.inf
 
 # Chart and back-pointer codes for Eisner's algorithm.
@@ -347,6 +349,28 @@ def projective_heads(scores, single_root, heads):
             stack[top, 0], stack[top, 1], stack[top, 2] = _CL, s, r
             stack[top + 1, 0], stack[top + 1, 1], stack[top + 1, 2] = _IL, r, t
         top += 2
+
+
+# ----------------------------------------------------------------------------- compiled oracle
+@numba.njit(SUPPORT_SIGNATURE, cache=True)
+def dependency_support(scores, params):
+    """The MAP tree of one flat instance as the flat positions ``h * (n+1) + m`` of its arcs.
+
+    ``params = (n + 1, single_root, projective)``; the oracle of
+    :mod:`spigot.polytopes._support_oracle` for :class:`~spigot.polytopes.Arborescence`
+    (Tarjan) and :class:`~spigot.polytopes.ProjectiveTree` (Eisner).
+    """
+    size = params[0]
+    heads = np.empty(size, dtype=np.int64)
+    block = scores.reshape((size, size))
+    if params[2] != 0:
+        projective_heads(block, params[1] != 0, heads)
+    else:
+        arborescence_heads(block, params[1] != 0, heads)
+    support = np.empty(size - 1, dtype=np.int64)
+    for m in range(1, size):
+        support[m - 1] = heads[m] * size + m
+    return support
 
 
 # ----------------------------------------------------------------------------- Prim

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from spigot.polytopes.base import Polytope
+from spigot.polytopes.base import CompiledOracle, Polytope
 from spigot._lazy import LazyModule
 from spigot.solvers.base import (
     InstanceOutcome,
@@ -42,6 +42,10 @@ from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED, TIME_LIMIT
 
 #: The numba-compiled Cholesky updates, compiled (or loaded from numba's cache) at first use.
 _cholesky = LazyModule("spigot.solvers._cholesky")
+#: The compiled loop for polytopes with a compiled oracle, compiled (or loaded) at first use.
+_kernel = LazyModule("spigot.solvers._active_set_kernel")
+#: The compiled loop returns to check the time budget after about this much work (seconds).
+_CHECK_EVERY = 0.01
 #: Weights at or below this are treated as zero when leaving conv(S).
 _WEIGHT_EPS = 1e-15
 #: A vertex whose lifted point lies this close (relative squared distance) to the span of the
@@ -216,6 +220,11 @@ class ActiveSet(InstanceSolver):
         x: np.ndarray,
         start: tuple[np.ndarray, np.ndarray] | None,
     ) -> InstanceOutcome:
+        compiled = polytope.compiled_oracle(x.shape)
+        if compiled is not None:
+            supports = None if start is None else _start_supports(start, compiled.support_size)
+            if start is None or supports is not None:
+                return self._solve_compiled(compiled, x, supports)
         shape = x.shape
         xf = x.ravel()
         oracle = flat_oracle(polytope, shape)
@@ -268,6 +277,66 @@ class ActiveSet(InstanceSolver):
             factor=state.chol[: state.size, : state.size].copy(),
         )
 
+    def _solve_compiled(
+        self,
+        oracle: CompiledOracle,
+        x: np.ndarray,
+        start: list[tuple[np.ndarray, float]] | None,
+    ) -> InstanceOutcome:
+        """The same method with the whole loop compiled (:mod:`spigot.solvers._active_set_kernel`).
+
+        The loop returns to Python only to check the time budget, after a number of major
+        iterations estimated to take about :data:`_CHECK_EVERY` seconds (one at first), and to
+        grow its arrays.
+        """
+        shape = x.shape
+        stop_at = deadline(self.max_time)
+        state = _kernel.CompiledState(np.ascontiguousarray(x, dtype=np.float64).ravel(), oracle.support_size)
+        if start is None:
+            state.insert(oracle.function(state.x, oracle.params), 1.0)
+            state.update_point()
+        else:
+            for support, weight in start:  # an affinely dependent vertex is dropped
+                state.insert(support, weight)
+            state.weights[: state.size] /= state.weights[: state.size].sum()
+            state.minor_cycles()
+        budget, status = 1, None
+        while status is None:
+            began, done = time.perf_counter(), state.nit
+            code = state.major_iterations(oracle, self.tol, self.max_iter, budget)
+            if code == _kernel.FULL:
+                state.grow()
+            elif code != _kernel.RUNNING:
+                status = code
+                break
+            now = time.perf_counter()
+            if now > stop_at:
+                status = TIME_LIMIT
+                break
+            per_iteration = max((now - began) / max(state.nit - done, 1), 1e-7)
+            budget = max(1, int(min(stop_at - now, _CHECK_EVERY) / per_iteration))
+        message, gap = "", float(state.gap[0])
+        if status == STALLED:
+            message = (
+                f"stalled: the oracle returned a vertex already in (or affinely dependent on) "
+                f"the active set with gap {gap:.3e}; precision is exhausted"
+            )
+        elif status != CONVERGED:  # the point moved after the last certificate
+            gap = state.final_gap(oracle)
+            if status == TIME_LIMIT:
+                message = f"stopped at max_time={self.max_time:g} s after {state.nit} iterations with gap {gap:.3e}"
+        m = state.size
+        return InstanceOutcome(
+            p=state.point.reshape(shape).copy(),
+            nit=state.nit,
+            status=status,
+            message=message,
+            vertices=state.vertices().reshape(-1, *shape),
+            weights=state.weights[:m].copy(),
+            gap=gap,
+            factor=state.chol[:m, :m].copy(),
+        )
+
     @staticmethod
     def _minor_cycles(state: ActiveSetState) -> None:
         """Move the weights to the affine minimiser of S, dropping vertices to stay in conv(S)."""
@@ -288,3 +357,15 @@ class ActiveSet(InstanceSolver):
             state.active_weights[:] /= state.active_weights.sum()
         w = state.active_weights
         w[:] = np.clip(w, 0.0, None) / np.clip(w, 0.0, None).sum()
+
+
+def _start_supports(start: tuple[np.ndarray, np.ndarray], support_size: int) -> list[tuple[np.ndarray, float]] | None:
+    """A warm start as the supports of its 0/1 vertices with their weights, for the compiled
+    loop; ``None`` when a vertex is not 0/1 or has more than ``support_size`` ones."""
+    vertices, weights = flat_start(start)
+    if not np.all((vertices == 0.0) | (vertices == 1.0)):
+        return None
+    supports = [np.flatnonzero(v).astype(np.int64) for v in vertices]
+    if any(len(s) > support_size for s in supports):
+        return None
+    return list(zip(supports, weights.tolist()))
