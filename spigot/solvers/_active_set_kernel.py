@@ -90,6 +90,35 @@ def oracle_address(function: Any) -> OracleAddress:
     return address
 
 
+def supports_of(vertices: np.ndarray, support_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The supports ``(m, max(support_size, 1))`` and counts ``(m,)`` of 0/1 vertex rows ``(m, d)``.
+
+    ``None`` when a row is not 0/1 or has more than ``support_size`` ones.
+    """
+    supports = np.zeros((len(vertices), max(support_size, 1)), dtype=np.int64)
+    counts = np.zeros(len(vertices), dtype=np.int64)
+    if not dense_supports(vertices, support_size, supports, counts):
+        return None
+    return supports, counts
+
+
+@numba.njit(cache=True)
+def dense_supports(vertices, support_size, supports, counts):
+    """Fill ``supports`` and ``counts`` from the rows of ``vertices``; False if one is not 0/1
+    or has more than ``support_size`` ones."""
+    for k in range(vertices.shape[0]):
+        count = 0
+        for j in range(vertices.shape[1]):
+            value = vertices[k, j]
+            if value != 0.0:
+                if value != 1.0 or count == support_size:
+                    return False
+                supports[k, count] = j
+                count += 1
+        counts[k] = count
+    return True
+
+
 class CompiledState:
     """The arrays of a resumable compiled active set for one instance ``x`` (flat float64).
 

@@ -222,9 +222,12 @@ class ActiveSet(InstanceSolver):
     ) -> InstanceOutcome:
         compiled = polytope.compiled_oracle(x.shape)
         if compiled is not None:
-            supports = None if start is None else _start_supports(start, compiled.support_size)
-            if start is None or supports is not None:
-                return self._solve_compiled(compiled, x, supports)
+            if start is None:
+                return self._solve_compiled(compiled, x, None)
+            vertices, weights = flat_start(start)
+            supports = _kernel.supports_of(vertices, compiled.support_size)
+            if supports is not None:  # 0/1 vertices, as the compiled loop stores them
+                return self._solve_compiled(compiled, x, (*supports, weights))
         shape = x.shape
         xf = x.ravel()
         oracle = flat_oracle(polytope, shape)
@@ -281,9 +284,12 @@ class ActiveSet(InstanceSolver):
         self,
         oracle: CompiledOracle,
         x: np.ndarray,
-        start: list[tuple[np.ndarray, float]] | None,
+        start: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     ) -> InstanceOutcome:
         """The same method with the whole loop compiled (:mod:`spigot.solvers._active_set_kernel`).
+
+        ``start`` is a warm start as supports, their counts and weights (see
+        :func:`~spigot.solvers._active_set_kernel.supports_of`).
 
         The loop returns to Python only to check the time budget, after a number of major
         iterations estimated to take about :data:`_CHECK_EVERY` seconds (one at first), and to
@@ -296,8 +302,9 @@ class ActiveSet(InstanceSolver):
             state.insert(oracle.function(state.x, oracle.params), 1.0)
             state.update_point()
         else:
-            for support, weight in start:  # an affinely dependent vertex is dropped
-                state.insert(support, weight)
+            supports, counts, weights = start
+            for support, count, weight in zip(supports, counts, weights):  # an affinely dependent vertex is dropped
+                state.insert(support[:count], float(weight))
             state.weights[: state.size] /= state.weights[: state.size].sum()
             state.minor_cycles()
         budget, status = 1, None
@@ -358,14 +365,3 @@ class ActiveSet(InstanceSolver):
         w = state.active_weights
         w[:] = np.clip(w, 0.0, None) / np.clip(w, 0.0, None).sum()
 
-
-def _start_supports(start: tuple[np.ndarray, np.ndarray], support_size: int) -> list[tuple[np.ndarray, float]] | None:
-    """A warm start as the supports of its 0/1 vertices with their weights, for the compiled
-    loop; ``None`` when a vertex is not 0/1 or has more than ``support_size`` ones."""
-    vertices, weights = flat_start(start)
-    if not np.all((vertices == 0.0) | (vertices == 1.0)):
-        return None
-    supports = [np.flatnonzero(v).astype(np.int64) for v in vertices]
-    if any(len(s) > support_size for s in supports):
-        return None
-    return list(zip(supports, weights.tolist()))
