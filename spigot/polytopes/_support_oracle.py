@@ -11,9 +11,10 @@ The oracle has the fixed signature :data:`SUPPORT_SIGNATURE`,
 with ``scores`` one unpadded instance's scores flattened in C order (float64, contiguous),
 ``params`` the polytope's own integer parameters (its size, its options), and ``support`` the
 flat positions of the ones of the vertex :math:`\operatorname*{argmax}_{z \in Z}\langle s, z\rangle`
-(vertices are 0/1, so the positions are the whole vertex). A fixed signature makes the oracle a
-first-class function value (:data:`SUPPORT_ORACLE`): the solver's loop is compiled once for
-every oracle of that type, and numba's on-disk cache serves it to every later process.
+(vertices are 0/1, so the positions are the whole vertex). The oracle is a numba-jitted
+function; the solver compiles it for this signature at its first use and passes it as a
+first-class function value (:data:`SUPPORT_ORACLE`), so that the solver's loop is compiled
+once for every oracle of that type and numba's on-disk cache serves it to later processes.
 """
 
 from __future__ import annotations

@@ -36,9 +36,9 @@ class CompiledOracle(NamedTuple):
     Attributes
     ----------
     function
-        ``support = function(scores, params)``: compiled with the fixed signature
-        ``int64[::1](float64[::1], int64[::1])``; ``scores`` is the instance flattened in C
-        order, ``support`` the flat positions of the ones of its MAP vertex.
+        ``support = function(scores, params)``, a numba-jitted function that compiles for the
+        signature ``int64[::1](float64[::1], int64[::1])``; ``scores`` is the instance
+        flattened in C order, ``support`` the flat positions of the ones of its MAP vertex.
     params
         The int64 parameters ``function`` reads (sizes, options), contiguous.
     support_size

@@ -23,6 +23,8 @@ paper, has a closed-form projection.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -46,11 +48,11 @@ cp = LazyModule("cvxpy")
 kernels = LazyModule("spigot.polytopes._tree_kernels")
 
 
-def _dependency_oracle(event_shape: tuple[int, ...], single_root: bool, projective: bool) -> CompiledOracle:
-    """The compiled MAP of one dependency instance (:func:`~spigot.polytopes._tree_kernels.dependency_support`)."""
+def _dependency_oracle(event_shape: tuple[int, ...], single_root: bool, function: Any) -> CompiledOracle:
+    """A compiled MAP of one dependency instance (``kernels.arborescence_support`` or
+    ``kernels.projective_support``): ``n`` arcs, parameters ``(n + 1, single_root)``."""
     size = event_shape[0]
-    params = np.array([size, int(single_root), int(projective)], dtype=np.int64)
-    return CompiledOracle(kernels.dependency_support, params, size - 1)
+    return CompiledOracle(function, np.array([size, int(single_root)], dtype=np.int64), size - 1)
 
 
 def _heads_to_vertex(heads: np.ndarray) -> np.ndarray:
@@ -210,7 +212,7 @@ class Arborescence(_DependencyPolytope):
 
     def compiled_map(self, event_shape: tuple[int, ...]) -> CompiledOracle:
         """:meth:`map_one` as a compiled oracle (the ``active-set`` solver's whole loop is compiled)."""
-        return _dependency_oracle(event_shape, self.single_root, projective=False)
+        return _dependency_oracle(event_shape, self.single_root, kernels.arborescence_support)
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """Compiled Tarjan over the whole batch; off the CPU, one copy to the host and one back."""
@@ -275,7 +277,7 @@ class ProjectiveTree(_DependencyPolytope):
 
     def compiled_map(self, event_shape: tuple[int, ...]) -> CompiledOracle:
         """:meth:`map_one` as a compiled oracle (the ``active-set`` solver's whole loop is compiled)."""
-        return _dependency_oracle(event_shape, self.single_root, projective=True)
+        return _dependency_oracle(event_shape, self.single_root, kernels.projective_support)
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         values = host_scores(scores)

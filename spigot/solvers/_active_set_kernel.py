@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 from numba import types
-from numba.core.types import WrapperAddressProtocol
 from numba.experimental.function_type import _get_wrapper_address
 
 from spigot.polytopes._support_oracle import SUPPORT_ORACLE, SUPPORT_SIGNATURE
@@ -60,22 +59,22 @@ _MAJOR_SIGNATURE = _i64(
 _GAP_SIGNATURE = _f64(SUPPORT_ORACLE, _i64[::1], _f64[::1], _f64[::1], types.boolean[::1])
 
 
-class OracleAddress(WrapperAddressProtocol):
+class OracleAddress:
     """A compiled oracle passed to the kernels by its address, looked up once.
 
     numba turns a jitted function argument into a function value by looking its address up on
     every call (about 35 microseconds, more than a whole major iteration at n = 20); an object
-    of numba's wrapper-address protocol hands the address over as it is.
+    with numba's wrapper-address protocol (``__wrapper_address__``) hands the address over as
+    it is, and its ``_numba_type_`` spares building the function type at every call.
     """
+
+    _numba_type_ = SUPPORT_ORACLE
 
     def __init__(self, function: Any) -> None:
         self._address = _get_wrapper_address(function, SUPPORT_SIGNATURE)
 
     def __wrapper_address__(self) -> int:
         return self._address
-
-    def signature(self) -> Any:
-        return SUPPORT_SIGNATURE
 
 
 #: The address of every compiled oracle seen so far.
@@ -200,12 +199,17 @@ class CompiledState:
 
     def vertices(self) -> np.ndarray:
         """The active vertices as dense rows ``(m, d)``."""
-        m = self.size
-        dense = np.zeros((m, self.x.size))
-        rows = np.repeat(np.arange(m), self.counts[:m])
-        columns = np.concatenate([self.supports[k, : self.counts[k]] for k in range(m)]) if m else rows
-        dense[rows, columns] = 1.0
+        dense = np.zeros((self.size, self.x.size))
+        dense_vertices(self.supports, self.counts, dense)
         return dense
+
+
+@numba.njit(cache=True)
+def dense_vertices(supports, counts, dense):
+    """Write the ones of the first ``len(dense)`` vertices into the zero rows of ``dense``."""
+    for k in range(dense.shape[0]):
+        for j in range(counts[k]):
+            dense[k, supports[k, j]] = 1.0
 
 
 @numba.njit(cache=True, error_model="numpy")
