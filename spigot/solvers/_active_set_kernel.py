@@ -130,7 +130,7 @@ class CompiledState:
     def __init__(self, x: np.ndarray, support_size: int, capacity: int = 16) -> None:
         self.x = x
         # the shift trick of ActiveSetState: x - mean(x) in the right-hand side
-        self.shift = float(np.mean(x)) if x.size else 0.0
+        self.shift = float(x.sum()) / x.size if x.size else 0.0  # np.mean(x), without its overhead
         self.centered = x - self.shift
         self.supports = np.empty((capacity, max(support_size, 1)), dtype=np.int64)
         self.counts = np.empty(capacity, dtype=np.int64)
@@ -377,9 +377,10 @@ def major_iterations(
     oracle, params, x, centered, shift, supports, counts, weights, rhs, chol, ints, gap, marks, point,
     tol, max_iter, budget,
 ):
-    """Run at most ``budget`` major iterations from the state; return an exit code.
+    r"""Run at most ``budget`` major iterations from the state; return an exit code.
 
-    ``point`` must hold the current convex combination on entry; it does on exit. Codes:
+    An empty state starts at :math:`\mathrm{map}(x)` with weight 1 (no major iteration);
+    otherwise ``point`` must hold the current convex combination on entry. It does on exit. Codes:
     ``CONVERGED`` (``point`` is certified by ``gap[0]``), ``MAX_ITER`` (``max_iter`` MAP calls
     were made), ``STALLED`` (the oracle's vertex is already active or affinely dependent on the
     active set; ``gap[0]`` is its certificate), :data:`RUNNING` (the budget is spent) and
@@ -387,6 +388,12 @@ def major_iterations(
     """
     residual = np.empty(x.shape[0])
     width = supports.shape[1]
+    if ints[SIZE] == 0:  # a cold start: the active set {map(x)}, weight 1
+        support = oracle(x, params)
+        if support.shape[0] > width:
+            raise ValueError("the compiled oracle returned a vertex with more ones than its support_size")
+        _append(supports, counts, weights, rhs, chol, ints, centered, shift, support, 1.0, np.empty(0))
+        scatter_point(supports, counts, weights, ints[SIZE], point)
     for _ in range(budget):
         if ints[NIT] >= max_iter:
             return MAX_ITER

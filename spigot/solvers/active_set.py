@@ -298,10 +298,7 @@ class ActiveSet(InstanceSolver):
         shape = x.shape
         stop_at = deadline(self.max_time)
         state = _kernel.CompiledState(np.ascontiguousarray(x, dtype=np.float64).ravel(), oracle.support_size)
-        if start is None:
-            state.insert(oracle.function(state.x, oracle.params), 1.0)
-            state.update_point()
-        else:
+        if start is not None:  # (a cold start is the kernel's first step)
             supports, counts, weights = start
             for support, count, weight in zip(supports, counts, weights):  # an affinely dependent vertex is dropped
                 state.insert(support[:count], float(weight))
