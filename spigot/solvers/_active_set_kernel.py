@@ -49,6 +49,8 @@ RUNNING, FULL = -1, -2
 #: before any vertex joined), major iterations done.
 SIZE, REFERENCE_COUNT, NIT = 0, 1, 2
 _EPS = np.finfo(np.float64).eps
+#: Between these, a residual's largest entry squares (times any length) safely in float64.
+_UNSCALED_LOW, _UNSCALED_HIGH = 1e-100, 1e100
 _i64, _f64 = types.int64, types.float64
 #: The explicit signatures of the kernels that take the oracle: with the oracle typed as a
 #: function value (not as one particular function), numba's cache serves every later process.
@@ -56,7 +58,7 @@ _MAJOR_SIGNATURE = _i64(
     SUPPORT_ORACLE, _i64[::1], _f64[::1], _f64[::1], _f64, _i64[:, ::1], _i64[::1], _f64[::1],
     _f64[::1], _f64[:, ::1], _i64[::1], _f64[::1], types.boolean[::1], _f64[::1], _f64, _i64, _i64,
 )
-_GAP_SIGNATURE = _f64(SUPPORT_ORACLE, _i64[::1], _f64[::1], _f64[::1], types.boolean[::1])
+_GAP_SIGNATURE = _f64(SUPPORT_ORACLE, _i64[::1], _f64[::1], _f64[::1])
 
 
 class OracleAddress:
@@ -195,7 +197,7 @@ class CompiledState:
 
     def final_gap(self, oracle: CompiledOracle) -> float:
         """The certificate of :attr:`point` (one MAP call)."""
-        return float(final_gap(oracle_address(oracle.function), oracle.params, self.x, self.point, self.marks))
+        return float(final_gap(oracle_address(oracle.function), oracle.params, self.x, self.point))
 
     def vertices(self) -> np.ndarray:
         """The active vertices as dense rows ``(m, d)``."""
@@ -215,21 +217,31 @@ def dense_vertices(supports, counts, dense):
 @numba.njit(cache=True, error_model="numpy")
 def gap_threshold(residual, tol):
     """:func:`spigot.solvers.certificate.gap_threshold`, compiled (same formula, same cap)."""
-    peak = 0.0
-    l1 = 0.0
+    l1, peak, squares = 0.0, 0.0, 0.0
     for j in range(residual.shape[0]):
         a = abs(residual[j])
         l1 += a
+        squares += a * a
         if a > peak:
             peak = a
+    return _threshold(residual, l1, peak, squares, tol)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _threshold(residual, l1, peak, squares, tol):
+    """:func:`gap_threshold` from the residual's 1-norm, largest entry and sum of squares."""
     floor = 0.0
     if peak > 0.0:
-        squares = 0.0
-        for j in range(residual.shape[0]):
-            scaled = residual[j] / peak
-            squares += scaled * scaled
-        scaled = 16.0 * _EPS * squares * peak
-        floor = MAX_CERTIFIED_GAP if scaled > MAX_CERTIFIED_GAP / peak else scaled * peak
+        if _UNSCALED_LOW < peak < _UNSCALED_HIGH:
+            rounding = 16.0 * _EPS * squares
+            floor = MAX_CERTIFIED_GAP if rounding > MAX_CERTIFIED_GAP else rounding
+        else:  # scaled by the largest entry, so that the squares neither overflow nor underflow
+            scaled_squares = 0.0
+            for j in range(residual.shape[0]):
+                scaled = residual[j] / peak
+                scaled_squares += scaled * scaled
+            scaled = 16.0 * _EPS * scaled_squares * peak
+            floor = MAX_CERTIFIED_GAP if scaled > MAX_CERTIFIED_GAP / peak else scaled * peak
     relative = tol * max(1.0, l1)
     return min(relative + floor, MAX_CERTIFIED_GAP)
 
@@ -242,19 +254,6 @@ def scatter_point(supports, counts, weights, size, point):
         w = weights[k]
         for j in range(counts[k]):
             point[supports[k, j]] += w
-
-
-@numba.njit(cache=True)
-def certificate(residual, point, support, marks):
-    r""":math:`\langle r, v - p\rangle` for the vertex ``v`` with ones at ``support``."""
-    for j in range(support.shape[0]):
-        marks[support[j]] = True
-    gap = 0.0
-    for j in range(residual.shape[0]):
-        gap += residual[j] * ((1.0 if marks[j] else 0.0) - point[j])
-    for j in range(support.shape[0]):
-        marks[support[j]] = False
-    return gap
 
 
 @numba.njit(cache=True)
@@ -400,13 +399,25 @@ def major_iterations(
         if ints[SIZE] == weights.shape[0]:
             return FULL
         ints[NIT] += 1
+        # one pass: the residual, <r, p> and the statistics of the tolerance rule
+        at_point, l1, peak, squares = 0.0, 0.0, 0.0, 0.0
         for j in range(x.shape[0]):
-            residual[j] = x[j] - point[j]
+            r = x[j] - point[j]
+            residual[j] = r
+            at_point += r * point[j]
+            a = abs(r)
+            l1 += a
+            squares += a * a
+            if a > peak:
+                peak = a
         support = oracle(residual, params)
         if support.shape[0] > width:
             raise ValueError("the compiled oracle returned a vertex with more ones than its support_size")
-        gap[0] = certificate(residual, point, support, marks)
-        if gap[0] <= gap_threshold(residual, tol):
+        along = 0.0
+        for j in range(support.shape[0]):
+            along += residual[support[j]]
+        gap[0] = along - at_point  # <r, v - p>
+        if gap[0] <= _threshold(residual, l1, peak, squares, tol):
             return CONVERGED
         products = shared_counts(supports, counts, ints[SIZE], support, marks)
         count = support.shape[0]
@@ -421,7 +432,13 @@ def major_iterations(
 
 
 @numba.njit(_GAP_SIGNATURE, cache=True)
-def final_gap(oracle, params, x, point, marks):
-    """The certificate of ``point`` (one MAP call on the residual)."""
+def final_gap(oracle, params, x, point):
+    r"""The certificate :math:`\langle r, v - p\rangle` of ``point`` (one MAP call on :math:`r = x - p`)."""
     residual = x - point
-    return certificate(residual, point, oracle(residual, params), marks)
+    support = oracle(residual, params)
+    gap = 0.0
+    for j in range(support.shape[0]):
+        gap += residual[support[j]]
+    for j in range(x.shape[0]):
+        gap -= residual[j] * point[j]
+    return gap
