@@ -10,9 +10,11 @@ vertices that leave the span join it, and the gradient is projected onto the dir
 the span. Vertices are kept as supports (the flat positions of their ones, see
 :mod:`spigot.solvers._active_set_kernel`), so a product with a vertex reads ``n`` entries of
 a tree's ``(n+1)^2``. The random directions are uniform in :math:`[-1, 1]^d` (any distribution
-with a density serves the probability-one argument; numba draws uniforms ten times faster than
-normals), from numba's generator seeded per instance: the result is deterministic, and equal
-to the Python path's (the span of the face) with probability one, though not bit for bit.
+with a density serves the probability-one argument), drawn by SplitMix64 (Steele, Lea and
+Flood 2014: a 64-bit counter through two multiply-xorshift rounds, a few nanoseconds a number
+where numba's own generator takes about twenty), seeded per instance: the result is
+deterministic, and equal to the Python path's (the span of the face) with probability one,
+though not bit for bit.
 """
 
 from __future__ import annotations
@@ -28,11 +30,27 @@ from spigot.solvers._cholesky import affine_direction_weights, append
 #: Exit codes of :func:`face_projection`: done, or the oracle found no vertex on the face.
 DONE, NO_FACE_VERTEX = 0, 1
 
+#: SplitMix64's constants: the counter's increment, the two multipliers and the shifts.
+_INCREMENT = np.uint64(0x9E3779B97F4A7C15)
+_MULTIPLIER_1, _MULTIPLIER_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_SHIFT_1, _SHIFT_2, _SHIFT_3, _MANTISSA_SHIFT = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+
 _i64, _f64 = types.int64, types.float64
 _SIGNATURE = _i64(
     SUPPORT_ORACLE, _i64[::1], _f64[::1], _f64[::1], _i64[:, ::1], _i64[::1], _f64[::1], _f64[:, ::1],
     _f64[::1], _f64, _f64, _f64, _i64, _i64, _i64, _f64[::1],
 )
+
+
+@numba.njit(cache=True)
+def _uniform(state):
+    """The next SplitMix64 number of the counter ``state[0]`` (uint64), as a float in [0, 1)."""
+    z = state[0] + _INCREMENT
+    state[0] = z
+    z = (z ^ (z >> _SHIFT_1)) * _MULTIPLIER_1
+    z = (z ^ (z >> _SHIFT_2)) * _MULTIPLIER_2
+    z = z ^ (z >> _SHIFT_3)
+    return np.float64(z >> _MANTISSA_SHIFT) * (1.0 / 9007199254740992.0)  # the top 53 bits / 2^53
 
 
 @numba.njit(cache=True)
@@ -122,7 +140,7 @@ def face_projection(
             return NO_FACE_VERTEX
         _span_add(span, span_counts, chol, size, support, marks)
         size += 1
-    np.random.seed(seed)
+    state = np.array([seed], dtype=np.uint64)
     projected = np.empty(d)
     block = 1  # one probe when the active set already spans the face (the usual case)
     for _ in range(d + 1):
@@ -131,7 +149,7 @@ def face_projection(
         kept = 0
         for b in range(block):
             for j in range(d):
-                directions[kept, j] = 2.0 * np.random.random() - 1.0
+                directions[kept, j] = 2.0 * _uniform(state) - 1.0
             _project(span, span_counts, chol, size, directions[kept], projected)
             norm = 0.0
             for j in range(d):
