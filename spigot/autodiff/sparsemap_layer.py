@@ -45,7 +45,9 @@ active-set method and differentiated as above. Other solvers that return no acti
 (``closed-form``, ``cvxpy``) are refused with a clear error.
 
 Devices: the vertex-based solvers and the face completion of the backward pass run on the CPU
-(float64 numpy, the polytope's ``map_one``). For a batch on a GPU, the scores, the incoming
+(float64 numpy, the polytope's ``map_one``; for a polytope with a compiled oracle, such as the
+dependency trees, both run in compiled code: :mod:`spigot.solvers._active_set_kernel` and
+:mod:`spigot.autodiff._face_kernel`). For a batch on a GPU, the scores, the incoming
 gradient and the active sets are copied to host memory once per batch (never once per
 instance), and the output and the gradient go back to the input's device once.
 """
@@ -98,6 +100,7 @@ _SEED = 20180214
 #: How many probing directions are drawn and projected together, at most (the block starts
 #: at one and doubles while the probes keep finding vertices).
 _BLOCK = 8
+#: The error of a backward pass whose face probe finds no vertex on the face.
 _NO_FACE_VERTEX = (
     "SparseMAP backward: the MAP oracle returned no vertex of the face exposed by the "
     "projection's residual; the projection is probably inaccurate (tighten the solver's tol)"

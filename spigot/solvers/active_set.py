@@ -15,6 +15,13 @@ vertices, updated in :math:`O(m^2)` when a vertex joins or leaves
 (:mod:`spigot.solvers._cholesky`), rather than refactored in :math:`O(m^3)` at every minor
 iteration; a vertex that is numerically affinely dependent on the active set is refused, which
 ends the run as stalled (precision exhausted).
+
+For a polytope that declares a compiled MAP oracle
+(:meth:`~spigot.polytopes.base.Polytope.compiled_oracle`: the dependency trees), the whole
+major/minor loop runs in compiled code (:mod:`spigot.solvers._active_set_kernel`), on vertices
+stored as the positions of their ones, with the same tolerance rule, statuses, warm starts and
+results; it returns to Python only to check ``max_time`` (about every 10 ms of work) and to
+grow its arrays. Every other polytope runs the Python loop below.
 """
 
 from __future__ import annotations
@@ -184,8 +191,9 @@ class ActiveSetState:
 class ActiveSet(InstanceSolver):
     r"""Wolfe's min-norm-point active-set method: exact, needs only ``map_one``.
 
-    Runs on the CPU (float64 numpy, the polytope's ``map_one`` as oracle): a batch on a GPU is
-    copied to host memory once per batch and the results moved back once (see
+    Runs on the CPU (float64 numpy, the polytope's ``map_one`` as oracle, or the whole loop
+    compiled where the polytope declares a compiled oracle): a batch on a GPU is copied to host
+    memory once per batch and the results moved back once (see
     :class:`~spigot.solvers.base.InstanceSolver`).
 
     Parameters
@@ -253,15 +261,12 @@ class ActiveSet(InstanceSolver):
                 break
             if time.perf_counter() > stop_at:
                 status = TIME_LIMIT
-                message = f"stopped at max_time={self.max_time:g} s after {nit} iterations with gap {gap:.3e}"
+                message = self._time_limit_message(nit, gap)
                 break
             products = state.products(v)
             if state.index(v, products) >= 0 or not state.add(v, products=products):
                 status = STALLED
-                message = (
-                    f"stalled: the oracle returned a vertex already in (or affinely dependent on) "
-                    f"the active set with gap {gap:.3e}; precision is exhausted"
-                )
+                message = _stalled_message(gap)
                 break
             self._minor_cycles(state)
             p = state.point
@@ -321,14 +326,11 @@ class ActiveSet(InstanceSolver):
             budget = max(1, int(min(stop_at - now, _CHECK_EVERY) / per_iteration))
         message, gap = "", float(state.gap[0])
         if status == STALLED:
-            message = (
-                f"stalled: the oracle returned a vertex already in (or affinely dependent on) "
-                f"the active set with gap {gap:.3e}; precision is exhausted"
-            )
+            message = _stalled_message(gap)
         elif status != CONVERGED:  # the point moved after the last certificate
             gap = state.final_gap(oracle)
             if status == TIME_LIMIT:
-                message = f"stopped at max_time={self.max_time:g} s after {state.nit} iterations with gap {gap:.3e}"
+                message = self._time_limit_message(state.nit, gap)
         m = state.size
         return InstanceOutcome(
             p=state.point.reshape(shape).copy(),
@@ -340,6 +342,9 @@ class ActiveSet(InstanceSolver):
             gap=gap,
             factor=state.chol[:m, :m].copy(),
         )
+
+    def _time_limit_message(self, nit: int, gap: float) -> str:
+        return f"stopped at max_time={self.max_time:g} s after {nit} iterations with gap {gap:.3e}"
 
     @staticmethod
     def _minor_cycles(state: ActiveSetState) -> None:
@@ -362,3 +367,9 @@ class ActiveSet(InstanceSolver):
         w = state.active_weights
         w[:] = np.clip(w, 0.0, None) / np.clip(w, 0.0, None).sum()
 
+
+def _stalled_message(gap: float) -> str:
+    return (
+        f"stalled: the oracle returned a vertex already in (or affinely dependent on) "
+        f"the active set with gap {gap:.3e}; precision is exhausted"
+    )
