@@ -24,7 +24,8 @@ import numpy as np
 from numba import types
 
 from spigot.polytopes._support_oracle import SUPPORT_ORACLE
-from spigot.solvers._active_set_kernel import PIVOT_EPS, shared_counts
+from spigot.solvers._active_set_kernel import shared_counts
+from spigot.solvers.active_set import _PIVOT_EPS
 from spigot.solvers._cholesky import affine_direction_weights, append
 
 #: Exit codes of :func:`face_projection`: done, or the oracle found no vertex on the face.
@@ -70,7 +71,7 @@ def _span_add(span, span_counts, chol, size, support, marks):
     products = shared_counts(span, span_counts, size, support, marks)
     diagonal = count + 1.0
     pivot = append(chol, size, products + 1.0, diagonal)
-    if pivot <= PIVOT_EPS * diagonal:
+    if pivot <= _PIVOT_EPS * diagonal:
         return False
     for j in range(count):
         span[size, j] = support[j]

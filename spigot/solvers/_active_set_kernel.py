@@ -30,17 +30,13 @@ from numba.experimental.function_type import _get_wrapper_address
 
 from spigot.polytopes._support_oracle import SUPPORT_ORACLE, SUPPORT_SIGNATURE
 from spigot.solvers._cholesky import affine_weights, append, delete
+from spigot.solvers.active_set import _PIVOT_EPS, _WEIGHT_EPS
 from spigot.solvers.certificate import MAX_CERTIFIED_GAP
 from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED
 
 if TYPE_CHECKING:
     from spigot.polytopes.base import CompiledOracle
 
-#: Weights at or below this are treated as zero when leaving conv(S) (as in the Python loop).
-WEIGHT_EPS = 1e-15
-#: A vertex whose lifted point lies this close (relative squared distance) to the span of the
-#: active ones is affinely dependent on them, numerically (as in the Python loop).
-PIVOT_EPS = 1e-12
 #: :func:`major_iterations` exit codes besides the solver statuses of
 #: :mod:`spigot.solvers.result` (CONVERGED, MAX_ITER, STALLED): the budget of major iterations
 #: is spent, or the arrays are full (the caller grows them and calls again).
@@ -281,7 +277,7 @@ def _append(supports, counts, weights, rhs, chol, ints, centered, shift, support
     count = support.shape[0]
     diagonal = count + 1.0
     pivot = append(chol, m, products + 1.0, diagonal)
-    if pivot <= PIVOT_EPS * diagonal:
+    if pivot <= _PIVOT_EPS * diagonal:
         return False
     for j in range(count):
         supports[m, j] = support[j]
@@ -335,7 +331,7 @@ def minor_cycles(supports, counts, weights, rhs, chol, ints):
         beta = np.ones(1) if m == 1 else affine_weights(chol, m, rhs)
         inside = True
         for i in range(m):
-            if not beta[i] > WEIGHT_EPS:
+            if not beta[i] > _WEIGHT_EPS:
                 inside = False
                 break
         if inside:
@@ -346,7 +342,7 @@ def minor_cycles(supports, counts, weights, rhs, chol, ints):
         theta = 1.0
         leaving = False
         for i in range(m):
-            if beta[i] <= WEIGHT_EPS and weights[i] - beta[i] > 0.0:
+            if beta[i] <= _WEIGHT_EPS and weights[i] - beta[i] > 0.0:
                 ratio = weights[i] / (weights[i] - beta[i])
                 if not leaving or ratio < theta:
                     theta = ratio
@@ -356,7 +352,7 @@ def minor_cycles(supports, counts, weights, rhs, chol, ints):
         for i in range(m):
             w = (1.0 - theta) * weights[i] + theta * beta[i]
             weights[i] = w if w > 0.0 else 0.0
-            keep[i] = weights[i] > WEIGHT_EPS
+            keep[i] = weights[i] > _WEIGHT_EPS
             all_kept = all_kept and keep[i]
         if all_kept:  # guard against a zero step: drop the most negative coordinate
             keep[np.argmin(beta)] = False
