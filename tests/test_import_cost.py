@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFERRED = (
     "cvxpy", "numba", "llvmlite", "scipy.optimize", "scipy.sparse", "scipy.stats", "ad3", "pandas",
     "matplotlib", "spigot.experiments", "spigot.polytopes._tree_kernels", "spigot.solvers._cholesky",
-    "spigot.solvers._simplex_kernel",
+    "spigot.solvers._simplex_kernel", "spigot.polytopes._support_oracle", "spigot.solvers._active_set_kernel",
+    "spigot.autodiff._face_kernel",
 )
 
 

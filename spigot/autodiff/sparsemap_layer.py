@@ -45,7 +45,9 @@ active-set method and differentiated as above. Other solvers that return no acti
 (``closed-form``, ``cvxpy``) are refused with a clear error.
 
 Devices: the vertex-based solvers and the face completion of the backward pass run on the CPU
-(float64 numpy, the polytope's ``map_one``). For a batch on a GPU, the scores, the incoming
+(float64 numpy, the polytope's ``map_one``; for a polytope with a compiled oracle, such as the
+dependency trees, both run in compiled code: :mod:`spigot.solvers._active_set_kernel` and
+:mod:`spigot.autodiff._face_kernel`). For a batch on a GPU, the scores, the incoming
 gradient and the active sets are copied to host memory once per batch (never once per
 instance), and the output and the gradient go back to the input's device once.
 """
@@ -69,7 +71,7 @@ from spigot.autodiff._common import (
     padding_mask,
 )
 from spigot.errors import ProjectionError
-from spigot.polytopes.base import Polytope
+from spigot.polytopes.base import CompiledOracle, Polytope
 from spigot.solvers.active_set import _PIVOT_EPS, ActiveSet, ActiveSetState
 from spigot.autodiff import constraint_face
 from spigot.solvers.ad3_qp import Ad3QP
@@ -80,6 +82,9 @@ from spigot.solvers.registry import get_solver
 from spigot.solvers.relaxed import Relaxed
 
 _cholesky = LazyModule("spigot.solvers._cholesky")
+#: The compiled backward for polytopes with a compiled oracle, and the support conversion.
+_face_kernel = LazyModule("spigot.autodiff._face_kernel")
+_active_set_kernel = LazyModule("spigot.solvers._active_set_kernel")
 
 #: Relative tolerance for a vertex to count as on the face exposed by the residual.
 _FACE_TOL = 1e-8
@@ -95,6 +100,11 @@ _SEED = 20180214
 #: How many probing directions are drawn and projected together, at most (the block starts
 #: at one and doubles while the probes keep finding vertices).
 _BLOCK = 8
+#: The error of a backward pass whose face probe finds no vertex on the face.
+_NO_FACE_VERTEX = (
+    "SparseMAP backward: the MAP oracle returned no vertex of the face exposed by the "
+    "projection's residual; the projection is probably inaccurate (tighten the solver's tol)"
+)
 
 
 def vertex_solver(solver: Solver, polytope: Polytope) -> tuple[Solver, Polytope]:
@@ -266,10 +276,7 @@ def face_basis(
             if on_face(v):
                 return v
             step /= 16.0
-        raise ProjectionError(
-            "SparseMAP backward: the MAP oracle returned no vertex of the face exposed by the "
-            "projection's residual; the projection is probably inaccurate (tighten the solver's tol)"
-        )
+        raise ProjectionError(_NO_FACE_VERTEX)
 
     flat = vertices.reshape(len(weights), -1)
     keep = np.array([w > 0 and on_face(v) for v, w in zip(flat, weights)], dtype=bool)
@@ -343,9 +350,42 @@ def _active_set_gradients(polytope: Polytope, batch: Batch, solution: Solution, 
         vertices = active[(slice(None), *sl)]
         # the solver's float64 point, not the output, which is rounded to the input's dtype
         pi = np.tensordot(weights, vertices, axes=1)
+        compiled = polytope.compiled_oracle(xi.shape)
+        if compiled is not None:
+            supports = _active_set_kernel.supports_of(vertices.reshape(len(weights), -1), compiled.support_size)
+            if supports is not None:
+                part = _compiled_face_projection(compiled, xi, pi, supports, weights, factors[i], g[(i, *sl)])
+                parts.append(part.reshape(xi.shape))
+                continue
         span = face_basis(polytope, xi, pi, vertices, weights, factors[i])
         parts.append(span.project(g[(i, *sl)].ravel()).reshape(xi.shape))
     return parts
+
+
+def _compiled_face_projection(
+    oracle: CompiledOracle,
+    x: np.ndarray,
+    p: np.ndarray,
+    supports: tuple[np.ndarray, np.ndarray],
+    weights: np.ndarray,
+    factor: np.ndarray | None,
+    g: np.ndarray,
+) -> np.ndarray:
+    """:func:`face_basis` then :meth:`FaceSpan.project` on ``g``, compiled
+    (:mod:`spigot.autodiff._face_kernel`), for 0/1 active vertices given as supports."""
+    flat_p = np.ascontiguousarray(p, dtype=np.float64).ravel()
+    residual = np.ascontiguousarray(x, dtype=np.float64).ravel() - flat_p
+    out = np.empty_like(residual)
+    code = _face_kernel.face_projection(
+        _active_set_kernel.oracle_address(oracle.function), oracle.params, residual, flat_p, *supports,
+        np.ascontiguousarray(weights, dtype=np.float64),
+        np.zeros((0, 0)) if factor is None else np.ascontiguousarray(factor, dtype=np.float64),
+        np.ascontiguousarray(g, dtype=np.float64).ravel(),
+        _FACE_TOL, _SPAN_TOL, _RANK_TOL, _MAX_SHRINKS, _BLOCK, _SEED, out,
+    )
+    if code != _face_kernel.DONE:
+        raise ProjectionError(_NO_FACE_VERTEX)
+    return out
 
 
 def _constraint_face_gradients(polytope: Polytope, batch: Batch, solution: Solution, g: np.ndarray) -> list[np.ndarray]:

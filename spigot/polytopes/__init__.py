@@ -1,7 +1,7 @@
 """Structures: geometry and MAP oracles. See :class:`Polytope` for the contract."""
 
 from spigot.polytopes._ad3 import Ad3Options
-from spigot.polytopes.base import Polytope
+from spigot.polytopes.base import CompiledOracle, Polytope
 from spigot.polytopes.cube import Budget, UnitCube
 from spigot.polytopes.factor_graph import FactorGraphPolytope, LocalPolytope
 from spigot.polytopes.factors import FactorGraph
@@ -16,6 +16,7 @@ __all__ = [
     "Arborescence",
     "BipartiteMatchings",
     "Budget",
+    "CompiledOracle",
     "FactorGraph",
     "FactorGraphPolytope",
     "HeadSelection",

@@ -349,6 +349,38 @@ def projective_heads(scores, single_root, heads):
         top += 2
 
 
+# ----------------------------------------------------------------------------- compiled oracles
+# The oracles of :mod:`spigot.polytopes._support_oracle` (flat scores -> the positions of the
+# vertex's ones), ``params = (n + 1, single_root)``; each is compiled for that signature at its
+# first use as an oracle, so that a run that never asks for one does not compile it.
+@numba.njit(cache=True)
+def _arc_positions(heads):
+    """The flat positions ``h * (n+1) + m`` of the arcs of the tree ``heads``."""
+    size = heads.shape[0]
+    support = np.empty(size - 1, dtype=np.int64)
+    for m in range(1, size):
+        support[m - 1] = heads[m] * size + m
+    return support
+
+
+@numba.njit(cache=True)
+def arborescence_support(scores, params):
+    """The maximum arborescence (Tarjan) of the flat scores as the positions of its arcs."""
+    size = params[0]
+    heads = np.empty(size, dtype=np.int64)
+    arborescence_heads(scores.reshape((size, size)), params[1] != 0, heads)
+    return _arc_positions(heads)
+
+
+@numba.njit(cache=True)
+def projective_support(scores, params):
+    """The maximum projective tree (Eisner) of the flat scores as the positions of its arcs."""
+    size = params[0]
+    heads = np.empty(size, dtype=np.int64)
+    projective_heads(scores.reshape((size, size)), params[1] != 0, heads)
+    return _arc_positions(heads)
+
+
 # ----------------------------------------------------------------------------- Prim
 @numba.njit(cache=True)
 def spanning_tree_parents(scores, parents):

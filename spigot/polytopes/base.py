@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -28,6 +28,26 @@ _OPTIONAL = (
 #: A projection procedure a polytope names: ``fn(x (B, *event), lengths (B,) or None) -> p``, on
 #: validated flat torch input, differentiable, on the input's device.
 Projection = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+class CompiledOracle(NamedTuple):
+    """A numba-compiled MAP oracle for one unpadded instance (see :mod:`spigot.polytopes._support_oracle`).
+
+    Attributes
+    ----------
+    function
+        ``support = function(scores, params)``, a numba-jitted function that compiles for the
+        signature ``int64[::1](float64[::1], int64[::1])``; ``scores`` is the instance
+        flattened in C order, ``support`` the flat positions of the ones of its MAP vertex.
+    params
+        The int64 parameters ``function`` reads (sizes, options), contiguous.
+    support_size
+        The most ones a vertex of this instance has.
+    """
+
+    function: Any
+    params: np.ndarray
+    support_size: int
 
 
 class Polytope(ABC):
@@ -77,8 +97,8 @@ class Polytope(ABC):
       defaults (any non-empty shape; ``lengths`` cuts every event axis) do not fit.
 
     What a structure knows about its own projections it declares in its class body (the
-    solvers read it through :meth:`closed_form`, :meth:`relaxed_procedure` and
-    :meth:`exact_solver`):
+    solvers read it through :meth:`closed_form`, :meth:`relaxed_procedure`,
+    :meth:`exact_solver` and :meth:`compiled_oracle`):
 
     - ``closed_form_projection(self, x, lengths)``: the exact projection onto ``P`` by a closed
       form (usually a function of :mod:`spigot.projections`), used by ``closed-form`` and
@@ -87,7 +107,10 @@ class Polytope(ABC):
       place of the Euclidean projection onto :meth:`relaxation` (a reference implementation's
       own procedure);
     - ``preferred_exact_solver``: the name (or ``(name, options)``) of the solver ``exact``
-      uses when there is no closed form (one faster than ``active-set`` on this family).
+      uses when there is no closed form (one faster than ``active-set`` on this family);
+    - ``compiled_map(self, event_shape)``: a :class:`CompiledOracle`, the same MAP as
+      :meth:`map_one` compiled by numba, with which ``active-set`` runs its whole loop in
+      compiled code (read through :meth:`compiled_oracle`).
 
     These declarations are **not inherited**: a subclass may change the vertex set (a
     constructor option, a restricted ``map_one``), so a closed form that fits the parent could
@@ -362,6 +385,12 @@ class Polytope(ABC):
         if declared is None or isinstance(declared, tuple):
             return declared
         return declared, {}
+
+    def compiled_oracle(self, event_shape: tuple[int, ...]) -> CompiledOracle | None:
+        """The compiled MAP oracle this class declares (``compiled_map``) for one unpadded
+        instance of ``event_shape``, or ``None``."""
+        declared = self._declared("compiled_map")
+        return None if declared is None else declared(event_shape)
 
     def _declared(self, name: str) -> Any:
         """``name`` as declared in the body of this object's own class (bound if a method), else None."""

@@ -23,6 +23,8 @@ paper, has a closed-form projection.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -38,12 +40,19 @@ from spigot.polytopes._tree_marginals import (
 )
 from spigot._word_graphs import arc_mask, host_lengths, host_scores, word_mask
 from spigot.checks import check_flag
-from spigot.polytopes.base import Polytope
+from spigot.polytopes.base import CompiledOracle, Polytope
 from spigot.projections import project_head_selection
 
 cp = LazyModule("cvxpy")
 #: The numba-compiled MAP kernels, compiled (or loaded from numba's cache) at first use.
 kernels = LazyModule("spigot.polytopes._tree_kernels")
+
+
+def _dependency_oracle(event_shape: tuple[int, ...], single_root: bool, function: Any) -> CompiledOracle:
+    """A compiled MAP of one dependency instance (``kernels.arborescence_support`` or
+    ``kernels.projective_support``): ``n`` arcs, parameters ``(n + 1, single_root)``."""
+    size = event_shape[0]
+    return CompiledOracle(function, np.array([size, int(single_root)], dtype=np.int64), size - 1)
 
 
 def _heads_to_vertex(heads: np.ndarray) -> np.ndarray:
@@ -201,6 +210,10 @@ class Arborescence(_DependencyPolytope):
         kernels.arborescence_heads(np.ascontiguousarray(scores, dtype=np.float64), self.single_root, heads)
         return _heads_to_vertex(heads)
 
+    def compiled_map(self, event_shape: tuple[int, ...]) -> CompiledOracle:
+        """:meth:`map_one` as a compiled oracle (the ``active-set`` solver's whole loop is compiled)."""
+        return _dependency_oracle(event_shape, self.single_root, kernels.arborescence_support)
+
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """Compiled Tarjan over the whole batch; off the CPU, one copy to the host and one back."""
         values = host_scores(scores)
@@ -261,6 +274,10 @@ class ProjectiveTree(_DependencyPolytope):
         heads = np.empty(scores.shape[0], dtype=np.int64)
         kernels.projective_heads(np.ascontiguousarray(scores, dtype=np.float64), self.single_root, heads)
         return _heads_to_vertex(heads)
+
+    def compiled_map(self, event_shape: tuple[int, ...]) -> CompiledOracle:
+        """:meth:`map_one` as a compiled oracle (the ``active-set`` solver's whole loop is compiled)."""
+        return _dependency_oracle(event_shape, self.single_root, kernels.projective_support)
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         values = host_scores(scores)

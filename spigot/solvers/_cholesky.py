@@ -78,11 +78,10 @@ def _solve(chol, m, rhs):
         for j in range(i):
             total -= chol[i, j] * y[j]
         y[i] = total / chol[i, i]
-    for i in range(m - 1, -1, -1):
-        total = y[i]
-        for j in range(i + 1, m):
-            total -= chol[j, i] * y[j]
-        y[i] = total / chol[i, i]
+    for i in range(m - 1, -1, -1):  # L^T y = z by rows of L (contiguous), not its columns
+        y[i] /= chol[i, i]
+        for j in range(i):
+            y[j] -= chol[i, j] * y[i]
     return y
 
 

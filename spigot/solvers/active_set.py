@@ -15,6 +15,13 @@ vertices, updated in :math:`O(m^2)` when a vertex joins or leaves
 (:mod:`spigot.solvers._cholesky`), rather than refactored in :math:`O(m^3)` at every minor
 iteration; a vertex that is numerically affinely dependent on the active set is refused, which
 ends the run as stalled (precision exhausted).
+
+For a polytope that declares a compiled MAP oracle
+(:meth:`~spigot.polytopes.base.Polytope.compiled_oracle`: the dependency trees), the whole
+major/minor loop runs in compiled code (:mod:`spigot.solvers._active_set_kernel`), on vertices
+stored as the positions of their ones, with the same tolerance rule, statuses, warm starts and
+results; it returns to Python only to check ``max_time`` (about every 10 ms of work) and to
+grow its arrays. Every other polytope runs the Python loop below.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from spigot.polytopes.base import Polytope
+from spigot.polytopes.base import CompiledOracle, Polytope
 from spigot._lazy import LazyModule
 from spigot.solvers.base import (
     InstanceOutcome,
@@ -42,6 +49,10 @@ from spigot.solvers.result import CONVERGED, MAX_ITER, STALLED, TIME_LIMIT
 
 #: The numba-compiled Cholesky updates, compiled (or loaded from numba's cache) at first use.
 _cholesky = LazyModule("spigot.solvers._cholesky")
+#: The compiled loop for polytopes with a compiled oracle, compiled (or loaded) at first use.
+_kernel = LazyModule("spigot.solvers._active_set_kernel")
+#: The compiled loop returns to check the time budget after about this much work (seconds).
+_CHECK_EVERY = 0.01
 #: Weights at or below this are treated as zero when leaving conv(S).
 _WEIGHT_EPS = 1e-15
 #: A vertex whose lifted point lies this close (relative squared distance) to the span of the
@@ -180,8 +191,9 @@ class ActiveSetState:
 class ActiveSet(InstanceSolver):
     r"""Wolfe's min-norm-point active-set method: exact, needs only ``map_one``.
 
-    Runs on the CPU (float64 numpy, the polytope's ``map_one`` as oracle): a batch on a GPU is
-    copied to host memory once per batch and the results moved back once (see
+    Runs on the CPU (float64 numpy, the polytope's ``map_one`` as oracle, or the whole loop
+    compiled where the polytope declares a compiled oracle): a batch on a GPU is copied to host
+    memory once per batch and the results moved back once (see
     :class:`~spigot.solvers.base.InstanceSolver`).
 
     Parameters
@@ -216,6 +228,14 @@ class ActiveSet(InstanceSolver):
         x: np.ndarray,
         start: tuple[np.ndarray, np.ndarray] | None,
     ) -> InstanceOutcome:
+        compiled = polytope.compiled_oracle(x.shape)
+        if compiled is not None:
+            if start is None:
+                return self._solve_compiled(compiled, x, None)
+            vertices, weights = flat_start(start)
+            supports = _kernel.supports_of(vertices, compiled.support_size)
+            if supports is not None:  # 0/1 vertices, as the compiled loop stores them
+                return self._solve_compiled(compiled, x, (*supports, weights))
         shape = x.shape
         xf = x.ravel()
         oracle = flat_oracle(polytope, shape)
@@ -241,15 +261,12 @@ class ActiveSet(InstanceSolver):
                 break
             if time.perf_counter() > stop_at:
                 status = TIME_LIMIT
-                message = f"stopped at max_time={self.max_time:g} s after {nit} iterations with gap {gap:.3e}"
+                message = self._time_limit_message(nit, gap)
                 break
             products = state.products(v)
             if state.index(v, products) >= 0 or not state.add(v, products=products):
                 status = STALLED
-                message = (
-                    f"stalled: the oracle returned a vertex already in (or affinely dependent on) "
-                    f"the active set with gap {gap:.3e}; precision is exhausted"
-                )
+                message = _stalled_message(gap)
                 break
             self._minor_cycles(state)
             p = state.point
@@ -267,6 +284,67 @@ class ActiveSet(InstanceSolver):
             gap=float(gap),
             factor=state.chol[: state.size, : state.size].copy(),
         )
+
+    def _solve_compiled(
+        self,
+        oracle: CompiledOracle,
+        x: np.ndarray,
+        start: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    ) -> InstanceOutcome:
+        """The same method with the whole loop compiled (:mod:`spigot.solvers._active_set_kernel`).
+
+        ``start`` is a warm start as supports, their counts and weights (see
+        :func:`~spigot.solvers._active_set_kernel.supports_of`).
+
+        The loop returns to Python only to check the time budget, after a number of major
+        iterations estimated to take about :data:`_CHECK_EVERY` seconds (one at first), and to
+        grow its arrays.
+        """
+        shape = x.shape
+        stop_at = deadline(self.max_time)
+        state = _kernel.CompiledState(np.ascontiguousarray(x, dtype=np.float64).ravel(), oracle.support_size)
+        if start is not None:  # (a cold start is the kernel's first step)
+            supports, counts, weights = start
+            for support, count, weight in zip(supports, counts, weights):  # an affinely dependent vertex is dropped
+                state.insert(support[:count], float(weight))
+            state.weights[: state.size] /= state.weights[: state.size].sum()
+            state.minor_cycles()
+        budget, status = 1, None
+        while status is None:
+            began, done = time.perf_counter(), state.nit
+            code = state.major_iterations(oracle, self.tol, self.max_iter, budget)
+            if code == _kernel.FULL:
+                state.grow()
+            elif code != _kernel.RUNNING:
+                status = code
+                break
+            now = time.perf_counter()
+            if now > stop_at:
+                status = TIME_LIMIT
+                break
+            per_iteration = max((now - began) / max(state.nit - done, 1), 1e-7)
+            budget = max(1, int(min(stop_at - now, _CHECK_EVERY) / per_iteration))
+        message, gap = "", float(state.gap[0])
+        if status == STALLED:
+            message = _stalled_message(gap)
+        elif status != CONVERGED:  # the point moved after the last certificate
+            gap = state.final_gap(oracle)
+            if status == TIME_LIMIT:
+                message = self._time_limit_message(state.nit, gap)
+        m = state.size
+        return InstanceOutcome(
+            p=state.point.reshape(shape).copy(),
+            nit=state.nit,
+            status=status,
+            message=message,
+            vertices=state.vertices().reshape(-1, *shape),
+            weights=state.weights[:m].copy(),
+            gap=gap,
+            factor=state.chol[:m, :m].copy(),
+        )
+
+    def _time_limit_message(self, nit: int, gap: float) -> str:
+        return f"stopped at max_time={self.max_time:g} s after {nit} iterations with gap {gap:.3e}"
 
     @staticmethod
     def _minor_cycles(state: ActiveSetState) -> None:
@@ -288,3 +366,10 @@ class ActiveSet(InstanceSolver):
             state.active_weights[:] /= state.active_weights.sum()
         w = state.active_weights
         w[:] = np.clip(w, 0.0, None) / np.clip(w, 0.0, None).sum()
+
+
+def _stalled_message(gap: float) -> str:
+    return (
+        f"stalled: the oracle returned a vertex already in (or affinely dependent on) "
+        f"the active set with gap {gap:.3e}; precision is exhausted"
+    )
