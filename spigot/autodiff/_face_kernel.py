@@ -24,9 +24,8 @@ import numpy as np
 from numba import types
 
 from spigot.polytopes._support_oracle import SUPPORT_ORACLE
-from spigot.solvers._active_set_kernel import shared_counts
-from spigot.solvers.active_set import _PIVOT_EPS
-from spigot.solvers._cholesky import affine_direction_weights, append
+from spigot.solvers._active_set_kernel import append_support, shared_counts, sum_at
+from spigot.solvers._cholesky import affine_direction_weights
 
 #: Exit codes of :func:`face_projection`: done, or the oracle found no vertex on the face.
 DONE, NO_FACE_VERTEX = 0, 1
@@ -54,29 +53,12 @@ def _uniform(state):
     return np.float64(z >> _MANTISSA_SHIFT) * (1.0 / 9007199254740992.0)  # the top 53 bits / 2^53
 
 
-@numba.njit(cache=True)
-def _sum_at(values, support, count):
-    """``sum(values[support[:count]])``: the inner product of ``values`` with a 0/1 vertex."""
-    total = 0.0
-    for j in range(count):
-        total += values[support[j]]
-    return total
-
-
 @numba.njit(cache=True, error_model="numpy")
 def _span_add(span, span_counts, chol, size, support, marks):
     """Append a vertex to the span (room is the caller's concern); False if it is affinely
     dependent on the span (the rule of :class:`~spigot.solvers.active_set.ActiveSetState`)."""
-    count = support.shape[0]
     products = shared_counts(span, span_counts, size, support, marks)
-    diagonal = count + 1.0
-    pivot = append(chol, size, products + 1.0, diagonal)
-    if pivot <= _PIVOT_EPS * diagonal:
-        return False
-    for j in range(count):
-        span[size, j] = support[j]
-    span_counts[size] = count
-    return True
+    return append_support(span, span_counts, chol, size, support, products)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -87,7 +69,7 @@ def _project(span, span_counts, chol, size, g, out):
         return
     products = np.empty(size)
     for k in range(size):
-        products[k] = _sum_at(g, span[k], span_counts[k])
+        products[k] = sum_at(g, span[k], span_counts[k])
     gamma = affine_direction_weights(chol, size, products)
     for k in range(size):
         for j in range(span_counts[k]):
@@ -118,7 +100,7 @@ def face_projection(
     keep = np.empty(m, dtype=np.bool_)
     all_kept = True
     for k in range(m):
-        keep[k] = weights[k] > 0.0 and _sum_at(residual, supports[k], counts[k]) - at_point >= -tolerance
+        keep[k] = weights[k] > 0.0 and sum_at(residual, supports[k], counts[k]) - at_point >= -tolerance
         all_kept = all_kept and keep[k]
     capacity = max(16, 2 * m)
     span = np.empty((capacity, width), dtype=np.int64)
@@ -137,7 +119,7 @@ def face_projection(
     scores = np.empty(d)
     if size == 0:
         support = oracle(residual, params)
-        if _sum_at(residual, support, support.shape[0]) - at_point < -tolerance:
+        if sum_at(residual, support, support.shape[0]) - at_point < -tolerance:
             return NO_FACE_VERTEX
         _span_add(span, span_counts, chol, size, support, marks)
         size += 1
@@ -169,7 +151,7 @@ def face_projection(
         origin_along = 0.0
         for b in range(kept):
             direction = directions[b]
-            origin_along = _sum_at(direction, span[0], span_counts[0])
+            origin_along = sum_at(direction, span[0], span_counts[0])
             for sign in (1.0, -1.0):
                 # the vertex of the face extreme along sign * direction: map(r + t d), t shrinking
                 step = sign
@@ -179,13 +161,13 @@ def face_projection(
                     for j in range(d):
                         scores[j] = residual[j] + step * direction[j]
                     support = oracle(scores, params)
-                    if _sum_at(residual, support, support.shape[0]) - at_point >= -tolerance:
+                    if sum_at(residual, support, support.shape[0]) - at_point >= -tolerance:
                         on_face = True
                         break
                     step /= 16.0
                 if not on_face:
                     return NO_FACE_VERTEX
-                if abs(_sum_at(direction, support, support.shape[0]) - origin_along) > span_tol:
+                if abs(sum_at(direction, support, support.shape[0]) - origin_along) > span_tol:
                     leaving[found, : support.shape[0]] = support
                     leaving_counts[found] = support.shape[0]
                     found += 1

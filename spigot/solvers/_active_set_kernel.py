@@ -269,26 +269,44 @@ def shared_counts(supports, counts, size, support, marks):
     return out
 
 
+@numba.njit(cache=True)
+def sum_at(values, support, count):
+    """``sum(values[support[:count]])``: the inner product of ``values`` with a 0/1 vertex."""
+    total = 0.0
+    for j in range(count):
+        total += values[support[j]]
+    return total
+
+
+@numba.njit(cache=True, error_model="numpy")
+def append_support(supports, counts, chol, size, support, products):
+    """Store the vertex with ones at ``support`` as row ``size`` of ``supports`` and extend the
+    Cholesky factor with it, given its inner ``products`` with the ``size`` stored ones; False
+    (and nothing stored) if it is affinely dependent on them (the rule of
+    :class:`~spigot.solvers.active_set.ActiveSetState`). Room for it is the caller's concern."""
+    count = support.shape[0]
+    diagonal = count + 1.0
+    pivot = append(chol, size, products + 1.0, diagonal)
+    if pivot <= _PIVOT_EPS * diagonal:
+        return False
+    for j in range(count):
+        supports[size, j] = support[j]
+    counts[size] = count
+    return True
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _append(supports, counts, weights, rhs, chol, ints, centered, shift, support, weight, products):
     """Append a vertex whose inner products with the active ones are ``products``; False if
     it is affinely dependent on them (nothing changes then)."""
     m = ints[SIZE]
-    count = support.shape[0]
-    diagonal = count + 1.0
-    pivot = append(chol, m, products + 1.0, diagonal)
-    if pivot <= _PIVOT_EPS * diagonal:
+    if not append_support(supports, counts, chol, m, support, products):
         return False
-    for j in range(count):
-        supports[m, j] = support[j]
-    counts[m] = count
+    count = support.shape[0]
     weights[m] = weight
     if ints[REFERENCE_COUNT] < 0:
         ints[REFERENCE_COUNT] = count
-    total = 0.0
-    for j in range(count):
-        total += centered[support[j]]
-    rhs[m] = total + shift * (count - ints[REFERENCE_COUNT]) + 1.0
+    rhs[m] = sum_at(centered, support, count) + shift * (count - ints[REFERENCE_COUNT]) + 1.0
     ints[SIZE] = m + 1
     return True
 
@@ -409,10 +427,7 @@ def major_iterations(
         support = oracle(residual, params)
         if support.shape[0] > width:
             raise ValueError("the compiled oracle returned a vertex with more ones than its support_size")
-        along = 0.0
-        for j in range(support.shape[0]):
-            along += residual[support[j]]
-        gap[0] = along - at_point  # <r, v - p>
+        gap[0] = sum_at(residual, support, support.shape[0]) - at_point  # <r, v - p>
         if gap[0] <= _threshold(residual, l1, peak, squares, tol):
             return CONVERGED
         products = shared_counts(supports, counts, ints[SIZE], support, marks)
@@ -432,9 +447,7 @@ def final_gap(oracle, params, x, point):
     r"""The certificate :math:`\langle r, v - p\rangle` of ``point`` (one MAP call on :math:`r = x - p`)."""
     residual = x - point
     support = oracle(residual, params)
-    gap = 0.0
-    for j in range(support.shape[0]):
-        gap += residual[support[j]]
+    gap = sum_at(residual, support, support.shape[0])
     for j in range(x.shape[0]):
         gap -= residual[j] * point[j]
     return gap
