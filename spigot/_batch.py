@@ -128,6 +128,21 @@ def _normalize(sl: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ..
     return tuple(slice(*s.indices(n)[:2]) for s, n in zip(sl, shape))
 
 
+#: The floating dtypes of the compiled kernels' arrays, numpy's to torch's.
+_HOST_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+def host_buffer(like: np.ndarray, zero: bool = True) -> torch.Tensor:
+    """A CPU tensor with the shape and (float32 or float64) dtype of ``like``, zeros unless ``zero`` is False.
+
+    For compiled kernels' outputs (they write its ``.numpy()`` view): torch's allocator hands
+    back a recently freed block of the same size, where a numpy array of a few hundred KB
+    costs fresh pages, faulted in one by one, on every call.
+    """
+    dtype = _HOST_DTYPES[like.dtype]
+    return torch.zeros(like.shape, dtype=dtype) if zero else torch.empty(like.shape, dtype=dtype)
+
+
 def to_tensor(x: Any, name: str) -> tuple[torch.Tensor, bool]:
     """Convert a tensor or numpy array to a floating tensor; return it and whether it was numpy."""
     if isinstance(x, torch.Tensor):
@@ -185,7 +200,8 @@ def as_batch(
     ``-1e9`` placed there changes no result. For a polytope with
     :meth:`~Polytope.has_constant_vertex_sum`, each instance's largest variable is subtracted
     from its variables (a shift that changes no result but the log-partition's value:
-    ``center=False`` keeps the scores as given). Half-precision input (float16, bfloat16) is
+    ``center=False`` keeps the scores as given; so do the callers that need only the MAP,
+    which the shift cannot change and whose rounding could only tie scores that differ). Half-precision input (float16, bfloat16) is
     held as float32 and outputs go back to the caller's dtype.
 
     Raises
@@ -275,9 +291,9 @@ def _compiled_shift(batch: Batch, keep: torch.Tensor | None) -> torch.Tensor:
     region = variables[None]
     if batch.lengths is not None and batch.is_padded:
         region = batch.mask().reshape(rows.shape).numpy() & variables
-    out = np.empty_like(rows)
-    _kernel.shift_variables(rows, region, variables, out)
-    return torch.from_numpy(out).reshape(values.shape)
+    out = host_buffer(rows, zero=False)
+    _kernel.shift_variables(rows, region, variables, out.numpy())
+    return out.reshape(values.shape)
 
 
 def instance_length(lengths: torch.Tensor | None, i: int) -> int | tuple[int, ...] | None:

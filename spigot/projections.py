@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spigot._batch import Array, check_finite, check_lengths, to_tensor
+from spigot._batch import Array, check_finite, check_lengths, host_buffer, to_tensor
 from spigot._lazy import LazyModule
 from spigot._word_graphs import arc_mask, host_lengths, host_scores
 
@@ -113,9 +113,9 @@ def _cpu_rows(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[np.ndarray, n
 
 def _cpu_projection(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     values, flags, masked = _cpu_rows(x, mask)
-    out = np.empty_like(values)
-    kernel.simplex_projections(values, flags, masked, out)
-    return torch.from_numpy(out).to(x.dtype).reshape(x.shape)
+    out = host_buffer(values, zero=False)
+    kernel.simplex_projections(values, flags, masked, out.numpy())
+    return out.to(x.dtype).reshape(x.shape)
 
 
 def jvp_sum_constrained(g: torch.Tensor, free: torch.Tensor, dims: int = 1) -> torch.Tensor:
@@ -376,9 +376,9 @@ class _HeadSelectionProjection(torch.autograd.Function):
         batch, size, _ = x.shape
         if x.device.type == "cpu":
             values = host_scores(x)
-            out = np.zeros_like(values)
-            kernel.head_selection_projections(values, host_lengths(lengths, batch, size - 1), out)
-            p = torch.from_numpy(out).to(x.dtype)
+            p = host_buffer(values)
+            kernel.head_selection_projections(values, host_lengths(lengths, batch, size - 1), p.numpy())
+            p = p.to(x.dtype)
         else:
             valid = arc_mask(lengths, size, batch, x.device).transpose(-1, -2)
             p = project_simplex(x.transpose(-1, -2), mask=valid, validate=False).transpose(-1, -2)

@@ -21,7 +21,7 @@ DEFERRED = (
     "cvxpy", "numba", "llvmlite", "scipy.optimize", "scipy.sparse", "scipy.stats", "ad3", "pandas",
     "matplotlib", "spigot.experiments", "spigot.polytopes._tree_kernels", "spigot.solvers._cholesky",
     "spigot.solvers._simplex_kernel", "spigot.polytopes._support_oracle", "spigot.solvers._active_set_kernel",
-    "spigot.autodiff._face_kernel",
+    "spigot.autodiff._face_kernel", "spigot.autodiff._step_kernel",
 )
 
 

@@ -16,7 +16,7 @@ from reference import hull_projection
 from spigot import SPIGOT, Arborescence, LabeledArcs, Simplex, SpanningTree, spigot
 from spigot._batch import as_batch
 from spigot.autodiff import make_estimator, spigot_ce, spigot_eg
-from spigot.autodiff._common import gradient_step, variables_mask
+from spigot.autodiff._common import gradient_step, take_step, variables_mask
 from spigot.polytopes import Budget
 
 STEPS = ["normalized", "reference", "fixed"]
@@ -205,3 +205,64 @@ def test_step_of_a_strided_gradient_is_that_of_its_contiguous_copy(rule):
     for variables in (None, keep):
         step = gradient_step(grad, rule, 0.5, threshold, variables)
         assert torch.equal(step, gradient_step(grad.contiguous(), rule, 0.5, threshold, variables))
+
+
+def _variables_cases(rng):
+    """``(shape, variables)`` pairs: no mask, an event mask shared by the batch, a per-instance mask."""
+    shared = torch.from_numpy(rng.random((4, 5)) < 0.7)
+    own = torch.from_numpy(rng.random((3, 4, 5)) < 0.7)
+    own[1] = False  # an instance with no variable keeps its point
+    return [((3, 4, 5), None), ((3, 4, 5), shared), ((3, 4, 5), own)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rule", STEPS)
+def test_compiled_step_agrees_with_the_torch_expression(rule, dtype, rng):
+    """On CPU tensors outside autograd ``take_step`` is one compiled pass; inside it, torch's ops."""
+    threshold = 0.3 if rule == "reference" else None
+    for shape, variables in _variables_cases(rng):
+        for scale in (1e-3, 1.0, 1e3):
+            point = torch.from_numpy(rng.normal(size=shape)).to(dtype)
+            grad = torch.from_numpy(rng.normal(size=shape) * scale).to(dtype)
+            grad[0] = 0.0  # a zero gradient: no step
+            compiled = take_step(point, grad, rule, 0.7, threshold, variables)
+            expected = point - gradient_step(grad, rule, 0.7, threshold, variables)
+            with torch.enable_grad():
+                tracked = take_step(point, grad.clone().requires_grad_(True), rule, 0.7, threshold, variables)
+            assert compiled.dtype == dtype and compiled.shape == point.shape
+            tol = 1e-6 if dtype == torch.float32 else 1e-13
+            torch.testing.assert_close(compiled, expected, atol=tol, rtol=tol)
+            torch.testing.assert_close(compiled, tracked.detach(), atol=tol, rtol=tol)
+            torch.testing.assert_close(compiled[0], point[0], atol=0, rtol=0)
+            if variables is not None:  # entries outside the variables keep the point exactly
+                outside = ~variables.expand(shape)
+                assert torch.equal(compiled[outside], point[outside])
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_compiled_step_of_an_extreme_float64_gradient(scale, rng):
+    """Squares that underflow or overflow in float64: the norm is recomputed scaled, the step kept."""
+    point = torch.from_numpy(rng.normal(size=(2, 3, 4)))
+    direction = torch.from_numpy(rng.normal(size=(2, 3, 4)))
+    stepped = take_step(point, direction * scale, "normalized", 0.5, None, None)
+    unit = point - 0.5 * direction / direction.flatten(1).norm(dim=1).reshape(2, 1, 1)
+    torch.testing.assert_close(stepped, unit, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("bad, message", [(float("nan"), "NaN"), (float("inf"), "infinite"), (-float("inf"), "-inf")])
+def test_compiled_step_rejects_a_non_finite_gradient_even_outside_the_variables(bad, message):
+    point, grad = torch.zeros(2, 3, 3), torch.ones(2, 3, 3)
+    variables = torch.ones(3, 3, dtype=torch.bool)
+    variables[2, 2] = False
+    grad[1, 2, 2] = bad
+    with pytest.raises(ValueError, match=f"the incoming gradient dL/dz contains {message}"):
+        take_step(point, grad, "normalized", 1.0, None, variables)
+
+
+def test_spigot_rejects_a_non_finite_incoming_gradient():
+    leaf = torch.randn(2, 4, 4, dtype=torch.float32, requires_grad=True)
+    z = spigot(leaf, Arborescence(), solver="relaxed")
+    grad = torch.ones_like(z)
+    grad[0, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match="dL/dz contains NaN"):
+        z.backward(grad)

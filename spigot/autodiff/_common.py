@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from spigot._batch import Batch, check_finite
+from spigot._lazy import LazyModule
 from spigot.checks import (  # noqa: F401  (re-exported for the estimators)
     ON_FAILURE,
     check_certify,
@@ -27,6 +28,9 @@ from spigot.errors import ProjectionError, ProjectionWarning, UnsupportedOperati
 from spigot.polytopes.base import Polytope
 from spigot.solvers.base import Solution, Solver, Start, check_closed_form
 from spigot.solvers.result import CONVERGED, ProjectionResult
+
+#: The compiled step (:func:`take_step`), compiled (or loaded from numba's cache) at first use.
+_step_kernel = LazyModule("spigot.autodiff._step_kernel")
 
 
 def check_polytope(polytope: Any) -> Polytope:
@@ -74,6 +78,56 @@ def check_step(step: str | None, eta: float, threshold: float | None) -> tuple[s
             f"threshold / ||g_b||)); step={step!r} takes eta alone"
         )
     return step, eta, None
+
+
+def take_step(
+    point: torch.Tensor,
+    grad: torch.Tensor,
+    step: str,
+    eta: float,
+    threshold: float | None,
+    variables: torch.Tensor | None,
+    name: str = "the incoming gradient dL/dz",
+) -> torch.Tensor:
+    r"""The point :math:`x_b - \eta_b g_b` reached by the step of a rule of :data:`STEP_RULES`, as a new tensor.
+
+    ``point`` and ``grad`` are ``(B, *event)`` tensors of one shape; ``variables`` is as in
+    :func:`gradient_step` (entries outside it keep the point's value). Raises ``ValueError``
+    (naming ``name``) if ``grad`` has NaN or infinite entries. On float32 and float64 CPU
+    tensors outside autograd the check, the norms and the step take one compiled pass per
+    instance (:mod:`spigot.autodiff._step_kernel`, norms in float64, each entry rounded once);
+    elsewhere the torch expression ``point - gradient_step(...)``. The two agree to rounding.
+    The result is a fresh tensor the caller may overwrite.
+    """
+    if not _compiled_step_applies(point, grad):
+        check_finite(grad, name)
+        return point - gradient_step(grad, step, eta, threshold, variables)
+    rows = grad.detach().reshape(grad.shape[0], -1).contiguous()
+    start = point.detach().reshape(rows.shape).contiguous()
+    if variables is None:
+        region = torch.ones((1, rows.shape[1]), dtype=torch.bool)
+    else:
+        region = variables.reshape(-1 if variables.ndim == grad.ndim else 1, rows.shape[1]).contiguous()
+    out = torch.empty_like(start)
+    finite = _step_kernel.step_from(
+        start.numpy(), rows.numpy(), region.numpy(), _step_kernel.RULE_CODES[step], float(eta),
+        float("nan") if threshold is None else float(threshold), out.numpy(),
+    )
+    if not finite:
+        check_finite(grad, name)  # raises, naming what is wrong
+    return out.reshape(point.shape)
+
+
+def _compiled_step_applies(point: torch.Tensor, grad: torch.Tensor) -> bool:
+    """Whether :func:`take_step` runs its compiled pass: float32/float64 CPU tensors of one dtype, no autograd."""
+    return (
+        point.device.type == "cpu"
+        and grad.device.type == "cpu"
+        and point.dtype == grad.dtype
+        and point.dtype in (torch.float32, torch.float64)
+        and point.shape == grad.shape
+        and not (torch.is_grad_enabled() and (point.requires_grad or grad.requires_grad))
+    )
 
 
 def gradient_step(

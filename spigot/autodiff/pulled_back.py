@@ -87,13 +87,12 @@ from spigot._batch import Array, as_batch
 from spigot.autodiff._common import (
     check_certify,
     check_choice,
-    check_gradient,
     check_on_failure,
     check_polytope,
     check_step,
-    gradient_step,
     handle_failure,
     project_in_backward,
+    take_step,
     require_marginals,
     variables_mask,
 )
@@ -182,10 +181,9 @@ class _SpigotCEFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        check_gradient(grad_out)
         _, mu, mask = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
-        target = mu - gradient_step(g, ctx.step, ctx.eta, ctx.threshold, mask if ctx.has_mask else None)
+        target = take_step(mu, g, ctx.step, ctx.eta, ctx.threshold, mask if ctx.has_mask else None)  # checks g
         p = project_in_backward(
             ctx.solver, ctx.polytope, ctx.batch, target, None, ctx.certify, ctx.on_failure, "SPIGOT-CE backward"
         )
@@ -203,10 +201,9 @@ class _SpigotEGFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        check_gradient(grad_out)
         values, mu, mask = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
-        moved = values - gradient_step(g, ctx.step, ctx.eta, ctx.threshold, mask if ctx.has_mask else None)
+        moved = take_step(values, g, ctx.step, ctx.eta, ctx.threshold, mask if ctx.has_mask else None)  # checks g
         with torch.no_grad():
             target = ctx.mean(moved, ctx.lengths)
         grad_scores = _finish(ctx, mu - target, mask, grad_out.shape)

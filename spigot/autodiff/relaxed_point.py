@@ -68,8 +68,8 @@ from spigot.autodiff._common import (
     check_on_failure,
     check_polytope,
     check_step,
-    gradient_step,
     project_in_backward,
+    take_step,
     variables_mask,
 )
 from spigot.autodiff.pulled_back import _RelaxedMean, resolve_marginals
@@ -152,12 +152,14 @@ class _RelaxedPointFunction(torch.autograd.Function):
         with torch.no_grad():
             mu = ctx.mean(values, ctx.lengths)
         gamma = gradient_at(ctx.downstream, mu.to(ctx.dtype).reshape(ctx.shape)).reshape(mu.shape).to(mu.dtype)
-        moved = gradient_step(gamma, ctx.step, ctx.eta, ctx.threshold, ctx.variables)
+        name = "the downstream gradient at the relaxed point"
         with torch.no_grad():
             if ctx.geometry == "euclidean":
-                target = ctx.project(ctx.batch, mu - moved)
+                moved = take_step(mu, gamma, ctx.step, ctx.eta, ctx.threshold, ctx.variables, name)
+                target = ctx.project(ctx.batch, moved)
             else:
-                target = ctx.mean(values - moved, ctx.lengths)
+                moved = take_step(values, gamma, ctx.step, ctx.eta, ctx.threshold, ctx.variables, name)
+                target = ctx.mean(moved, ctx.lengths)
         grad_scores = mu - target
         if ctx.variables is not None:
             grad_scores = grad_scores * ctx.variables

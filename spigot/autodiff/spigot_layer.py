@@ -43,8 +43,8 @@ from spigot.autodiff._common import (
     check_polytope,
     check_certify,
     check_step,
-    gradient_step,
     project_in_backward,
+    take_step,
     variables_mask,
 )
 from spigot.polytopes.base import Polytope
@@ -56,7 +56,7 @@ from spigot.solvers.registry import get_solver
 class _SpigotFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores, polytope, solver, step, eta, threshold, lengths, on_failure, certify):
-        batch = as_batch(polytope, scores, lengths)
+        batch = as_batch(polytope, scores, lengths, center=False)  # only the MAP reads the values
         with torch.no_grad():
             z = polytope.map_batch(batch.values.detach(), batch.lengths)
         ctx.polytope, ctx.solver, ctx.step, ctx.eta, ctx.threshold = polytope, solver, step, eta, threshold
@@ -69,15 +69,15 @@ class _SpigotFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_z):
         (z,) = ctx.saved_tensors
-        check_gradient(grad_z)
+        if grad_z.dtype != z.dtype:
+            check_gradient(grad_z)  # before a conversion could round an entry to infinity
         g = grad_z.reshape(z.shape).to(z.dtype)  # only the polytope's variables count in the step's norm
-        step = gradient_step(g, ctx.step, ctx.eta, ctx.threshold, ctx.variables)
-        target = torch.sub(z, step, out=step)  # z - step, in the step's fresh buffer
+        target = take_step(z, g, ctx.step, ctx.eta, ctx.threshold, ctx.variables)  # checks g
         start = vertex_starts(ctx.batch, z) if ctx.solver.warm_start else None
         p = project_in_backward(
             ctx.solver, ctx.polytope, ctx.batch, target, start, ctx.certify, ctx.on_failure, "SPIGOT backward"
         )
-        grad_scores = z - p
+        grad_scores = torch.sub(z, p, out=target)  # z - p, in the target's fresh buffer
         return grad_scores.reshape(grad_z.shape), None, None, None, None, None, None, None, None
 
 

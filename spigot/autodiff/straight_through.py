@@ -35,7 +35,7 @@ from spigot.solvers.registry import get_solver
 class _StraightThroughFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores, polytope, lengths):
-        batch = as_batch(polytope, scores, lengths)
+        batch = as_batch(polytope, scores, lengths, center=False)  # only the MAP reads the values
         with torch.no_grad():
             z = polytope.map_batch(batch.values.detach(), batch.lengths)
         mask = padding_mask(batch)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spigot._batch import host_buffer
 from spigot._lazy import LazyModule
 from spigot.polytopes import _tree_enumeration as enumeration
 from spigot.polytopes._distributions import dependency_samples, one_hot_samples
@@ -125,9 +126,9 @@ class HeadSelection(_DependencyPolytope):
         batch, size, _ = scores.shape
         if scores.device.type == "cpu":  # one compiled sweep; torch ops elsewhere
             values = host_scores(scores)
-            out = np.zeros_like(values)
-            kernels.head_selection_vertices(values, host_lengths(lengths, batch, size - 1), out)
-            return torch.from_numpy(out).to(scores.dtype)
+            out = host_buffer(values)
+            kernels.head_selection_vertices(values, host_lengths(lengths, batch, size - 1), out.numpy())
+            return out.to(scores.dtype)
         valid = arc_mask(lengths, size, batch, scores.device)
         best = scores.masked_fill(~valid, float("-inf")).argmax(dim=1, keepdim=True)
         out = torch.zeros_like(scores).scatter_(1, best, 1.0)
@@ -217,10 +218,10 @@ class Arborescence(_DependencyPolytope):
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """Compiled Tarjan over the whole batch; off the CPU, one copy to the host and one back."""
         values = host_scores(scores)
-        out = np.zeros_like(values)
+        out = host_buffer(values)
         lens = host_lengths(lengths, values.shape[0], values.shape[1] - 1)
-        kernels.dependency_vertices(values, lens, self.single_root, False, out)
-        return torch.from_numpy(out).to(device=scores.device, dtype=scores.dtype)
+        kernels.dependency_vertices(values, lens, self.single_root, False, out.numpy())
+        return out.to(device=scores.device, dtype=scores.dtype)
 
     def constraints(self, var: cp.Variable) -> list[cp.Constraint]:
         return _arborescence_flow(var, self.single_root)
@@ -281,10 +282,10 @@ class ProjectiveTree(_DependencyPolytope):
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         values = host_scores(scores)
-        out = np.zeros_like(values)
+        out = host_buffer(values)
         lens = host_lengths(lengths, values.shape[0], values.shape[1] - 1)
-        kernels.dependency_vertices(values, lens, self.single_root, True, out)
-        return torch.from_numpy(out).to(device=scores.device, dtype=scores.dtype)
+        kernels.dependency_vertices(values, lens, self.single_root, True, out.numpy())
+        return out.to(device=scores.device, dtype=scores.dtype)
 
     def vertices(self, event_shape: tuple[int, ...]) -> np.ndarray:
         heads = enumeration.dependency_trees(event_shape[0] - 1, self.single_root, projective=True)
@@ -358,9 +359,9 @@ class SpanningTree(Polytope):
 
     def map_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         values = host_scores(scores)
-        out = np.zeros_like(values)
-        kernels.spanning_tree_vertices(values, host_lengths(lengths, values.shape[0], values.shape[1]), out)
-        return torch.from_numpy(out).to(device=scores.device, dtype=scores.dtype)
+        out = host_buffer(values)
+        kernels.spanning_tree_vertices(values, host_lengths(lengths, values.shape[0], values.shape[1]), out.numpy())
+        return out.to(device=scores.device, dtype=scores.dtype)
 
     def constraints(self, var: cp.Variable) -> list[cp.Constraint]:
         size = var.shape[0]
