@@ -201,8 +201,11 @@ def as_batch(
     :meth:`~Polytope.has_constant_vertex_sum`, each instance's largest variable is subtracted
     from its variables (a shift that changes no result but the log-partition's value:
     ``center=False`` keeps the scores as given; so do the callers that need only the MAP,
-    which the shift cannot change and whose rounding could only tie scores that differ). Half-precision input (float16, bfloat16) is
-    held as float32 and outputs go back to the caller's dtype.
+    which the shift cannot change and whose rounding could only tie scores that differ).
+    Half-precision input (float16, bfloat16) is held as float32 and outputs go back to the
+    caller's dtype. On float32 and float64 CPU tensors outside autograd the shift or the
+    masking is one compiled pass (:mod:`spigot._batch_kernel`) that checks the entries are
+    finite as it reads them.
 
     Raises
     ------
@@ -222,7 +225,6 @@ def as_batch(
     batch_shape = tuple(tensor.shape[: tensor.ndim - k])
     event_shape = tuple(tensor.shape[tensor.ndim - k :])
     polytope.check_event_shape(event_shape, name)
-    check_finite(tensor, name)
     flat = tensor.reshape(-1, *event_shape)
     if flat.dtype in HALF_DTYPES:
         flat = flat.to(torch.float32)
@@ -230,6 +232,10 @@ def as_batch(
     keep = None
     if variables is not None:
         keep = torch.as_tensor(np.asarray(variables, dtype=np.bool_), device=flat.device)
+    shift = bool(center and flat.numel() and _shift_invariant(polytope))
+    compiled = (shift or keep is not None) and _compiled_pass_applies(flat)
+    if not compiled:  # the compiled pass checks the entries as it reads them
+        check_finite(tensor, name)
     lens = _check_lengths(polytope, lengths, batch_shape, event_shape)
     if lens is None:
         full = polytope.valid_slices(event_shape, None)
@@ -238,7 +244,12 @@ def as_batch(
         per_instance = [n if isinstance(n, int) else tuple(n) for n in lens.tolist()]  # one host read
         slices = tuple(polytope.valid_slices(event_shape, n) for n in per_instance)
     batch = Batch(flat, lens, batch_shape, event_shape, as_numpy, slices, tensor.dtype, keep)
-    if center and flat.numel() and _shift_invariant(polytope):
+    if compiled:
+        values, finite = _compiled_pass(batch, keep, shift)
+        if not finite:
+            check_finite(tensor, name)  # raises, naming what is wrong
+        return replace(batch, values=values)
+    if shift:
         return _shifted_by_max(batch, keep)
     if keep is not None:
         return replace(batch, values=flat.masked_fill(~keep, 0.0))
@@ -261,14 +272,10 @@ def _shifted_by_max(batch: Batch, keep: torch.Tensor | None) -> Batch:
     (and no gradient: the results are invariant along that direction), and it keeps the
     differences between scores exact where an offset (``x + 1e17``) would make every residual
     ``x - p`` round ``p`` away. The entries that are not variables (``keep`` False) are set
-    to 0 in the same pass. float32 and float64 CPU tensors outside autograd take one compiled
-    pass (:mod:`spigot._batch_kernel`) with the same result as the torch expression below.
+    to 0 in the same expression. (float32 and float64 CPU tensors outside autograd take
+    :func:`_compiled_pass` instead, with the same result bit for bit.)
     """
     values = batch.values
-    if values.device.type == "cpu" and values.dtype in _KERNEL_DTYPES and not (
-        values.requires_grad and torch.is_grad_enabled()
-    ):
-        return replace(batch, values=_compiled_shift(batch, keep))
     region = None if keep is None else keep.expand(values.shape)
     if batch.lengths is not None and batch.is_padded:
         region = batch.mask() if region is None else region & batch.mask()
@@ -279,21 +286,35 @@ def _shifted_by_max(batch: Batch, keep: torch.Tensor | None) -> Batch:
     return replace(batch, values=shifted if keep is None else torch.where(keep, shifted, 0.0))
 
 
-#: The dtypes that the compiled shift (:func:`_compiled_shift`) reads and writes.
+#: The dtypes that the compiled pass (:func:`_compiled_pass`) reads and writes.
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
-def _compiled_shift(batch: Batch, keep: torch.Tensor | None) -> torch.Tensor:
-    """:func:`_shifted_by_max`'s values by one compiled pass over a CPU batch (no autograd)."""
+def _compiled_pass_applies(values: torch.Tensor) -> bool:
+    """Whether :func:`as_batch` shifts or masks ``values`` by the compiled pass: a float32 or
+    float64 CPU tensor outside autograd."""
+    return (
+        values.device.type == "cpu"
+        and values.dtype in _KERNEL_DTYPES
+        and not (values.requires_grad and torch.is_grad_enabled())
+    )
+
+
+def _compiled_pass(batch: Batch, keep: torch.Tensor | None, shift: bool) -> tuple[torch.Tensor, bool]:
+    """The batch's values shifted by each instance's largest variable (``shift``) or only masked
+    (``keep``), by one compiled pass over the CPU batch, and whether every entry is finite."""
     values = batch.values
     rows = values.detach().reshape(values.shape[0], -1).contiguous().numpy()
     variables = np.ones(rows.shape[1], dtype=np.bool_) if keep is None else keep.reshape(-1).numpy()
+    out = host_buffer(rows, zero=False)
+    if not shift:
+        finite = _kernel.mask_variables(rows, variables, out.numpy())
+        return out.reshape(values.shape), bool(finite)
     region = variables[None]
     if batch.lengths is not None and batch.is_padded:
         region = batch.mask().reshape(rows.shape).numpy() & variables
-    out = host_buffer(rows, zero=False)
-    _kernel.shift_variables(rows, region, variables, out.numpy())
-    return out.reshape(values.shape)
+    finite = _kernel.shift_variables(rows, region, variables, out.numpy())
+    return out.reshape(values.shape), bool(finite)
 
 
 def instance_length(lengths: torch.Tensor | None, i: int) -> int | tuple[int, ...] | None:

@@ -72,15 +72,40 @@ def simplex_projections(values, mask, masked, out):
 
 
 @numba.njit(cache=True)
+def _column_thresholds(block, nodes, columns, tops, taus):
+    """Each column's maximum ``tops[m]`` and threshold ``taus[m]`` over its heads, ``1 <= m < nodes``.
+
+    ``block[h, m]`` is the arc ``h -> m`` of one instance; the heads of ``m`` are ``h < nodes``,
+    ``h != m``. One sweep in memory order finds the maxima, one copies the shifted columns into
+    contiguous rows of the work buffer ``columns`` (the diagonal as :math:`-\\infty`), and the
+    thresholds are computed on those rows: column ``m`` projects to
+    ``max(block[h, m] - tops[m] - taus[m], 0)``.
+    """
+    for m in range(nodes):
+        tops[m] = -np.inf
+    for h in range(nodes):
+        row = block[h]
+        for m in range(1, h):
+            tops[m] = max(tops[m], row[m])
+        for m in range(h + 1, nodes):
+            tops[m] = max(tops[m], row[m])
+    for h in range(nodes):
+        row = block[h]
+        for m in range(1, nodes):
+            columns[m, h] = row[m] - tops[m]
+    for m in range(1, nodes):
+        columns[m, m] = -np.inf
+        taus[m] = _shifted_threshold(columns[m], nodes)
+
+
+@numba.njit(cache=True)
 def head_selection_projections(scores, lengths, out):
     """Project each column ``scores[b, :, m]``, ``1 <= m <= n_b``, onto the simplex over its heads.
 
     ``scores[b, h, m]`` is the score of the arc ``h -> m``; the heads of word ``m`` are the nodes
-    ``h <= n_b`` with ``h != m`` (node 0 is the root). Per instance: one sweep in memory order
-    finds every column's maximum, one copies the shifted columns into contiguous rows of a work
-    buffer (the diagonal as :math:`-\\infty`), the thresholds are computed on those rows, and
-    one sweep in memory order writes ``out``, which must be zero on entry and keeps 0 on every
-    entry that is not an arc.
+    ``h <= n_b`` with ``h != m`` (node 0 is the root). Per instance the thresholds come from
+    :func:`_column_thresholds` and one sweep in memory order writes ``out``, which must be zero
+    on entry and keeps 0 on every entry that is not an arc.
     """
     size = scores.shape[1]
     columns = np.empty((size, size))
@@ -89,21 +114,7 @@ def head_selection_projections(scores, lengths, out):
     for b in range(scores.shape[0]):
         nodes = lengths[b] + 1
         block = scores[b]
-        for m in range(nodes):
-            tops[m] = -np.inf
-        for h in range(nodes):
-            row = block[h]
-            for m in range(1, h):
-                tops[m] = max(tops[m], row[m])
-            for m in range(h + 1, nodes):
-                tops[m] = max(tops[m], row[m])
-        for h in range(nodes):
-            row = block[h]
-            for m in range(1, nodes):
-                columns[m, h] = row[m] - tops[m]
-        for m in range(1, nodes):
-            columns[m, m] = -np.inf
-            taus[m] = _shifted_threshold(columns[m], nodes)
+        _column_thresholds(block, nodes, columns, tops, taus)
         for h in range(nodes):
             row = block[h]
             written = out[b, h]
@@ -112,3 +123,40 @@ def head_selection_projections(scores, lengths, out):
                 written[m] = excess if excess > 0.0 else 0.0
             if h > 0:
                 written[h] = 0.0
+
+
+@numba.njit(cache=True)
+def head_selection_residuals(point, direction, sizes, lengths, out):
+    """``out[b] = point[b] - p_b``, ``p_b`` the projection of ``point[b] - sizes[b] * direction[b]``.
+
+    The projection is :func:`head_selection_projections`'s (0 off the arcs, so ``out`` holds the
+    point there, padding included); the stepped point is formed one instance at a time in a
+    float64 work block, so neither it nor ``p`` is ever written to memory as a batch. Each output
+    entry is rounded once, to ``out``'s dtype.
+    """
+    size = point.shape[1]
+    target = np.empty((size, size))
+    columns = np.empty((size, size))
+    tops = np.empty(size)
+    taus = np.empty(size)
+    for b in range(point.shape[0]):
+        nodes = lengths[b] + 1
+        start = point[b]
+        moved = direction[b]
+        step = sizes[b]
+        for h in range(nodes):
+            for m in range(nodes):
+                target[h, m] = np.float64(start[h, m]) - np.float64(moved[h, m]) * step
+        _column_thresholds(target, nodes, columns, tops, taus)
+        for h in range(size):
+            written = out[b, h]
+            origin = start[h]
+            for m in range(size):
+                written[m] = origin[m]
+            if h >= nodes:
+                continue
+            row = target[h]
+            for m in range(1, nodes):
+                excess = row[m] - tops[m] - taus[m]
+                if m != h and excess > 0.0:
+                    written[m] = np.float64(origin[m]) - excess

@@ -406,6 +406,29 @@ def project_head_selection(x: torch.Tensor, lengths: torch.Tensor | None) -> tor
     return _HeadSelectionProjection.apply(x, lengths)
 
 
+def head_selection_residual(
+    point: torch.Tensor, direction: torch.Tensor, sizes: torch.Tensor, lengths: torch.Tensor | None
+) -> torch.Tensor:
+    r"""The residual of :func:`project_head_selection` at a step: :math:`x_b - \Pi(x_b - t_b d_b)`.
+
+    ``point`` :math:`x` and ``direction`` :math:`d` are validated flat batches ``(B, N, N)`` of
+    one dtype, ``sizes`` :math:`t` a float64 ``(B,)`` tensor. Entries of :math:`d` off the arcs
+    (column 0, the diagonal, padding) are ignored, as the projection ignores them; the result
+    is :math:`x` there. On CPU tensors one compiled pass per instance forms the stepped point,
+    projects it and writes the difference, without writing either to memory as a batch (the
+    SPIGOT family's surrogate gradient); elsewhere the torch expression.
+    """
+    batch, size, _ = point.shape
+    if point.device.type != "cpu":
+        stepped = point - sizes.to(device=point.device, dtype=point.dtype).reshape(-1, 1, 1) * direction
+        return point - project_head_selection(stepped, lengths)
+    start, moved = host_scores(point), host_scores(direction.to(point.dtype))
+    out = host_buffer(start, zero=False)
+    lens = host_lengths(lengths, batch, size - 1)
+    kernel.head_selection_residuals(start, moved, sizes.to(torch.float64).numpy(), lens, out.numpy())
+    return out.to(point.dtype)
+
+
 def _arcs(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """``(B, N, N, 1)`` arc mask for a flat batch ``x`` of shape ``(B, N, N, L)``."""
     return arc_mask(lengths, x.shape[1], x.shape[0], x.device)[..., None]

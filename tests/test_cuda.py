@@ -48,6 +48,7 @@ from spigot.solvers import (
     certificate_gap,
     clip_project_labeled_arcs,
     get_solver,
+    head_selection_residual,
     project_box,
     project_budget,
     project_labeled_arcs,
@@ -415,3 +416,19 @@ def test_closed_form_projection_matches_the_cpu(form, dtype, target_device):
     (p_cpu, grad_cpu), (p, grad) = results
     _close(p, p_cpu, dtype, "projection")
     _close(grad, grad_cpu, dtype, "gradient")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_head_selection_residual_matches_the_cpu(dtype, target_device):
+    """The residual at a step: the compiled pass on the CPU, torch's expression on the device."""
+    rng = np.random.default_rng(11)
+    point = torch.from_numpy(rng.normal(size=(3, 5, 5))).to(dtype)
+    direction = torch.from_numpy(rng.normal(size=(3, 5, 5))).to(dtype)
+    sizes = torch.from_numpy(rng.uniform(0.0, 2.0, size=3))
+    lens = torch.tensor([4, 1, 3])
+    cpu = head_selection_residual(point, direction, sizes, lens)
+    on_device = head_selection_residual(
+        point.to(target_device), direction.to(target_device), sizes, lens.to(target_device)
+    )
+    _assert_on(on_device, target_device, dtype, "residual")
+    _close(on_device, cpu, dtype, "residual")

@@ -26,7 +26,7 @@ from spigot.checks import (  # noqa: F401  (re-exported for the estimators)
 )
 from spigot.errors import ProjectionError, ProjectionWarning, UnsupportedOperation
 from spigot.polytopes.base import Polytope
-from spigot.solvers.base import Solution, Solver, Start, check_closed_form
+from spigot.solvers.base import Solution, Solver, Start, check_closed_form, vertex_starts
 from spigot.solvers.result import CONVERGED, ProjectionResult
 
 #: The compiled step (:func:`take_step`), compiled (or loaded from numba's cache) at first use.
@@ -94,28 +94,60 @@ def take_step(
     ``point`` and ``grad`` are ``(B, *event)`` tensors of one shape; ``variables`` is as in
     :func:`gradient_step` (entries outside it keep the point's value). Raises ``ValueError``
     (naming ``name``) if ``grad`` has NaN or infinite entries. On float32 and float64 CPU
-    tensors outside autograd the check, the norms and the step take one compiled pass per
-    instance (:mod:`spigot.autodiff._step_kernel`, norms in float64, each entry rounded once);
-    elsewhere the torch expression ``point - gradient_step(...)``. The two agree to rounding.
-    The result is a fresh tensor the caller may overwrite.
+    tensors outside autograd the check and the step sizes take one compiled sweep and the step
+    another (:mod:`spigot.autodiff._step_kernel`); elsewhere, and for a float64 gradient of
+    extreme scale, the torch expression ``point - gradient_step(...)``. The two agree to
+    rounding. The result is a fresh tensor the caller may overwrite.
     """
-    if not _compiled_step_applies(point, grad):
+    sizes = step_sizes(grad, step, eta, threshold, variables, name) if _compiled_step_applies(point, grad) else None
+    if sizes is None:
         check_finite(grad, name)
         return point - gradient_step(grad, step, eta, threshold, variables)
-    rows = grad.detach().reshape(grad.shape[0], -1).contiguous()
+    rows, region = _kernel_rows(grad, variables)
     start = point.detach().reshape(rows.shape).contiguous()
-    if variables is None:
-        region = torch.ones((1, rows.shape[1]), dtype=torch.bool)
-    else:
-        region = variables.reshape(-1 if variables.ndim == grad.ndim else 1, rows.shape[1]).contiguous()
     out = torch.empty_like(start)
-    finite = _step_kernel.step_from(
-        start.numpy(), rows.numpy(), region.numpy(), _step_kernel.RULE_CODES[step], float(eta),
-        float("nan") if threshold is None else float(threshold), out.numpy(),
-    )
-    if not finite:
-        check_finite(grad, name)  # raises, naming what is wrong
+    _step_kernel.apply_step(start.numpy(), rows.numpy(), region.numpy(), sizes.numpy(), out.numpy())
     return out.reshape(point.shape)
+
+
+def step_sizes(
+    grad: torch.Tensor,
+    step: str,
+    eta: float,
+    threshold: float | None,
+    variables: torch.Tensor | None,
+    name: str = "the incoming gradient dL/dz",
+) -> torch.Tensor | None:
+    r"""The step size :math:`\eta_b` of each instance (a float64 CPU tensor ``(B,)``), by one compiled sweep.
+
+    For a float32 or float64 CPU ``grad``: the step of :func:`gradient_step` is
+    :math:`\eta_b g_b` on the variables. Raises ``ValueError`` (naming ``name``) if ``grad``
+    has NaN or infinite entries. Returns ``None`` where the compiled sweep does not apply
+    (another device or dtype, autograd) or declines (a float64 gradient whose squared norm
+    leaves :math:`[2^{-900}, 2^{900}]`): the caller then takes the torch expression.
+    """
+    if grad.device.type != "cpu" or grad.dtype not in (torch.float32, torch.float64):
+        return None
+    if torch.is_grad_enabled() and grad.requires_grad:
+        return None
+    rows, region = _kernel_rows(grad, variables)
+    sizes = torch.empty(rows.shape[0], dtype=torch.float64)
+    code = _step_kernel.step_sizes(
+        rows.numpy(), region.numpy(), _step_kernel.RULE_CODES[step], float(eta),
+        float("nan") if threshold is None else float(threshold), sizes.numpy(),
+    )
+    if code == _step_kernel.NOT_FINITE:
+        check_finite(grad, name)  # raises, naming what is wrong
+    return None if code == _step_kernel.EXTREME else sizes
+
+
+def _kernel_rows(grad: torch.Tensor, variables: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grad`` as contiguous ``(B, D)`` rows and ``variables`` as a ``(1, D)`` or ``(B, D)`` region."""
+    rows = grad.detach().reshape(grad.shape[0], -1).contiguous()
+    if variables is None:
+        return rows, torch.ones((1, rows.shape[1]), dtype=torch.bool)
+    per_instance = variables.ndim == grad.ndim
+    return rows, variables.reshape(rows.shape[0] if per_instance else 1, rows.shape[1]).contiguous()
 
 
 def _compiled_step_applies(point: torch.Tensor, grad: torch.Tensor) -> bool:
@@ -156,6 +188,60 @@ def gradient_step(
     else:  # min(eta, tau / (m n)) * g = min(eta m, tau / n) * (g / m)
         rows.mul_(torch.minimum(eta * largest, threshold / safe_norm))
     return scaled
+
+
+def pulled_back_residual(
+    solver: Solver,
+    polytope: Polytope,
+    batch: Batch,
+    point: torch.Tensor,
+    grad: torch.Tensor,
+    rule: tuple[str, float, float | None],
+    variables: torch.Tensor | None,
+    certify: bool,
+    on_failure: str,
+    where: str,
+    vertices: torch.Tensor | None = None,
+    name: str = "the incoming gradient dL/dz",
+) -> torch.Tensor:
+    r"""The SPIGOT family's surrogate gradient :math:`x - \Pi(x - \eta_b g)` at ``point`` :math:`x`.
+
+    ``point`` and ``grad`` are flat, shaped like ``batch.values``; ``rule`` is ``(step, eta,
+    threshold)`` (:func:`gradient_step`); ``vertices``, when given, are the warm start
+    :math:`\{z\}` of a solver that takes one. Raises ``ValueError`` (naming ``name``) if
+    ``grad`` has NaN or infinite entries.
+
+    When the solver projects by a closed form (:meth:`~spigot.solvers.base.Solver.closed_form_for`)
+    whose polytope declares its residual form
+    (:meth:`~spigot.polytopes.Polytope.residual_form`) over the same variables, and no
+    certificate is asked, that form computes the whole surrogate from the step sizes
+    (:func:`step_sizes`), on CPU tensors in one compiled pass per instance. Otherwise the
+    stepped point (:func:`take_step`) is projected by the solver (:func:`project_in_backward`)
+    and the difference is written into the stepped point's buffer. Both give the same result
+    to rounding.
+    """
+    step, eta, threshold = rule
+    closed = None if certify else solver.closed_form_for(polytope)
+    residual = None if closed is None else closed.residual_form()
+    if residual is not None and _same_variables(polytope, closed, batch.event_shape):
+        sizes = step_sizes(grad, step, eta, threshold, variables, name)
+        if sizes is not None:
+            with torch.no_grad():
+                return residual(point, grad, sizes, batch.lengths)
+    target = take_step(point, grad, step, eta, threshold, variables, name)
+    start = vertex_starts(batch, vertices) if vertices is not None and solver.warm_start else None
+    p = project_in_backward(solver, polytope, batch, target, start, certify, on_failure, where)
+    return torch.sub(point, p, out=target)
+
+
+def _same_variables(polytope: Polytope, other: Polytope, event_shape: tuple[int, ...]) -> bool:
+    """Whether ``other`` (``polytope`` or its relaxation) has ``polytope``'s variables for ``event_shape``."""
+    if other is polytope:
+        return True
+    mine, theirs = polytope.variable_mask(event_shape), other.variable_mask(event_shape)
+    if mine is None or theirs is None:
+        return mine is None and theirs is None
+    return bool(np.array_equal(mine, theirs))
 
 
 def project_in_backward(

@@ -91,9 +91,9 @@ from spigot.autodiff._common import (
     check_polytope,
     check_step,
     handle_failure,
-    project_in_backward,
-    take_step,
+    pulled_back_residual,
     require_marginals,
+    take_step,
     variables_mask,
 )
 from spigot.polytopes.base import Polytope
@@ -183,11 +183,11 @@ class _SpigotCEFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         _, mu, mask = _saved_marginals(ctx)
         g = grad_out.reshape(mu.shape)
-        target = take_step(mu, g, ctx.step, ctx.eta, ctx.threshold, mask if ctx.has_mask else None)  # checks g
-        p = project_in_backward(
-            ctx.solver, ctx.polytope, ctx.batch, target, None, ctx.certify, ctx.on_failure, "SPIGOT-CE backward"
+        residual = pulled_back_residual(  # mu - proj(mu - eta_b g); checks g
+            ctx.solver, ctx.polytope, ctx.batch, mu, g, (ctx.step, ctx.eta, ctx.threshold),
+            mask if ctx.has_mask else None, ctx.certify, ctx.on_failure, "SPIGOT-CE backward",
         )
-        grad_scores = _finish(ctx, mu - p, mask, grad_out.shape)
+        grad_scores = _finish(ctx, residual, mask, grad_out.shape)
         return grad_scores, None, None, None, None, None, None, None, None, None, None
 
 

@@ -43,12 +43,11 @@ from spigot.autodiff._common import (
     check_polytope,
     check_certify,
     check_step,
-    project_in_backward,
-    take_step,
+    pulled_back_residual,
     variables_mask,
 )
 from spigot.polytopes.base import Polytope
-from spigot.solvers.base import Solver, vertex_starts
+from spigot.solvers.base import Solver
 from spigot.solvers.compatibility import check_compatible
 from spigot.solvers.registry import get_solver
 
@@ -72,12 +71,10 @@ class _SpigotFunction(torch.autograd.Function):
         if grad_z.dtype != z.dtype:
             check_gradient(grad_z)  # before a conversion could round an entry to infinity
         g = grad_z.reshape(z.shape).to(z.dtype)  # only the polytope's variables count in the step's norm
-        target = take_step(z, g, ctx.step, ctx.eta, ctx.threshold, ctx.variables)  # checks g
-        start = vertex_starts(ctx.batch, z) if ctx.solver.warm_start else None
-        p = project_in_backward(
-            ctx.solver, ctx.polytope, ctx.batch, target, start, ctx.certify, ctx.on_failure, "SPIGOT backward"
+        grad_scores = pulled_back_residual(  # z - proj(z - eta_b g); checks g
+            ctx.solver, ctx.polytope, ctx.batch, z, g, (ctx.step, ctx.eta, ctx.threshold), ctx.variables,
+            ctx.certify, ctx.on_failure, "SPIGOT backward", vertices=z,
         )
-        grad_scores = torch.sub(z, p, out=target)  # z - p, in the target's fresh buffer
         return grad_scores.reshape(grad_z.shape), None, None, None, None, None, None, None, None
 
 

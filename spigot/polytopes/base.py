@@ -30,6 +30,11 @@ _OPTIONAL = (
 Projection = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
+#: A closed form's residual at a step a polytope names: ``fn(x, d, sizes (B,), lengths) ->
+#: x - Pi(x - sizes * d)``, on validated flat torch input, on the input's device (no autograd).
+Residual = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
 class CompiledOracle(NamedTuple):
     """A numba-compiled MAP oracle for one unpadded instance (see :mod:`spigot.polytopes._support_oracle`).
 
@@ -103,6 +108,12 @@ class Polytope(ABC):
     - ``closed_form_projection(self, x, lengths)``: the exact projection onto ``P`` by a closed
       form (usually a function of :mod:`spigot.projections`), used by ``closed-form`` and
       ``exact``;
+    - ``closed_form_residual(self, point, direction, sizes, lengths)``: optionally, with a closed
+      form, its residual at a step, :math:`x_b - \Pi_P(x_b - t_b d_b)` (``sizes`` :math:`t`, a
+      float64 ``(B,)`` tensor; entries of ``direction`` outside the variables ignored). The
+      SPIGOT family's backward passes compute exactly this (read through
+      :meth:`residual_form`); one fused pass saves writing the stepped point and the
+      projection as batches;
     - ``relaxed_projection(self, x, lengths)``: the procedure the ``relaxed`` solver applies in
       place of the Euclidean projection onto :meth:`relaxation` (a reference implementation's
       own procedure);
@@ -371,6 +382,13 @@ class Polytope(ABC):
         Only a declaration in the polytope's own class counts (see the class docs).
         """
         return self._declared("closed_form_projection")
+
+    def residual_form(self) -> Residual | None:
+        """The closed form's residual at a step this class declares (``closed_form_residual``), or ``None``.
+
+        Only a declaration in the polytope's own class counts (see the class docs).
+        """
+        return self._declared("closed_form_residual")
 
     def relaxed_procedure(self) -> Projection | None:
         """The relaxed procedure this class declares (``relaxed_projection``), or ``None``.

@@ -42,7 +42,7 @@ from spigot.polytopes._tree_marginals import (
 from spigot._word_graphs import arc_mask, host_lengths, host_scores, word_mask
 from spigot.checks import check_flag
 from spigot.polytopes.base import CompiledOracle, Polytope
-from spigot.projections import project_head_selection
+from spigot.projections import head_selection_residual, project_head_selection
 
 cp = LazyModule("cvxpy")
 #: The numba-compiled MAP kernels, compiled (or loaded from numba's cache) at first use.
@@ -150,6 +150,12 @@ class HeadSelection(_DependencyPolytope):
     def closed_form_projection(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """:func:`spigot.projections.project_head_selection`."""
         return project_head_selection(x, lengths)
+
+    def closed_form_residual(
+        self, point: torch.Tensor, direction: torch.Tensor, sizes: torch.Tensor, lengths: torch.Tensor | None
+    ) -> torch.Tensor:
+        """:func:`spigot.projections.head_selection_residual`."""
+        return head_selection_residual(point, direction, sizes, lengths)
 
     def log_partition_batch(self, scores: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         batch, size, _ = scores.shape

@@ -18,6 +18,7 @@ from spigot.solvers.exact import Exact
 from spigot.solvers.frank_wolfe import AwayFrankWolfe, FrankWolfe, PairwiseFrankWolfe
 from spigot.projections import (
     clip_project_labeled_arcs,
+    head_selection_residual,
     project_box,
     project_budget,
     project_head_selection,
@@ -48,6 +49,7 @@ __all__ = [
     "certificate_gap",
     "clip_project_labeled_arcs",
     "get_solver",
+    "head_selection_residual",
     "project_box",
     "project_budget",
     "project_head_selection",

@@ -153,6 +153,15 @@ class Solver(ABC):
         """Whether this solver can run on ``polytope`` (default: always)."""
         return True
 
+    def closed_form_for(self, polytope: Polytope) -> Polytope | None:
+        """The polytope whose declared closed form :meth:`solve` applies for ``polytope`` (itself
+        or its relaxation), or ``None`` when it runs an algorithm (default).
+
+        The SPIGOT family's backward passes then use that polytope's residual form
+        (:meth:`~spigot.polytopes.Polytope.residual_form`) when it declares one.
+        """
+        return None
+
     def requirement(self, polytope: Polytope) -> str:
         """Why :meth:`supports` is false for ``polytope``: what the solver needs that it lacks."""
         return f"{type(polytope).__name__} lacks what this solver needs"

@@ -31,6 +31,9 @@ class ClosedFormSolver(Solver):
     def supports(self, polytope: Polytope) -> bool:
         return polytope.closed_form() is not None
 
+    def closed_form_for(self, polytope: Polytope) -> Polytope | None:
+        return polytope if self.supports(polytope) else None
+
     def requirement(self, polytope: Polytope) -> str:
         return (
             f"{type(polytope).__name__} declares no closed-form projection (closed_form_projection "

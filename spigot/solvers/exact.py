@@ -59,6 +59,9 @@ class Exact(Solver):
             return self._preferred[key]
         return self._active_set
 
+    def closed_form_for(self, polytope: Polytope) -> Polytope | None:
+        return self.choose(polytope).closed_form_for(polytope)
+
     def solve(self, polytope: Polytope, batch: Batch, start: Start | None = None) -> Solution:
         """The chosen solver's :meth:`~spigot.solvers.base.Solver.solve` (warm-started if it can be)."""
         solver = self.choose(polytope)

@@ -55,6 +55,12 @@ class Relaxed(Solver):
         relaxation = polytope.relaxation()
         return f"its inner solver {self.inner.name!r} on the relaxation: {self.inner.requirement(relaxation)}"
 
+    def closed_form_for(self, polytope: Polytope) -> Polytope | None:
+        """The relaxation when ``inner`` projects onto it by its closed form (no declared procedure)."""
+        if polytope.relaxed_procedure() is not None:
+            return None
+        return self.inner.closed_form_for(polytope.relaxation())
+
     def run(self, polytope: Polytope, x: Array, lengths: Array | None = None) -> ProjectionResult:
         if polytope.relaxed_procedure() is None:  # checked against the relaxation's own shape rules
             relaxation = polytope.relaxation()
