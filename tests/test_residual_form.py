@@ -15,7 +15,7 @@ import torch
 
 from spigot import Arborescence, HeadSelection, ProjectiveTree, Simplex, spigot
 from spigot._batch import as_batch
-from spigot.autodiff import spigot_ce
+from spigot.autodiff import spigot_ce, spigot_ce_relaxed
 from spigot.autodiff._common import pulled_back_residual, variables_mask
 from spigot.polytopes import LabeledArcs, SemanticGraph
 from spigot.projections import head_selection_residual, project_head_selection
@@ -132,3 +132,18 @@ def test_simplex_has_no_residual_form_and_keeps_the_projection_path(rng):
     expected = z.detach() - Simplex().project(z.detach() - g).x
     torch.testing.assert_close(scores.grad, expected, atol=1e-12, rtol=0)
     assert np.isfinite(scores.grad.numpy()).all()
+
+
+def test_spigot_ce_at_the_relaxed_point_through_the_residual_form_equals_the_projection_path(rng):
+    scores = torch.from_numpy(rng.normal(size=(4, 7, 7)))
+    weights = torch.from_numpy(rng.normal(size=(4, 7, 7)))
+    grads = []
+    for certify in (False, True):
+        leaf = scores.clone().requires_grad_(True)
+        out = spigot_ce_relaxed(
+            leaf, HeadSelection(), lambda mu: (mu * weights).sum(), solver="exact", lengths=LENGTHS, certify=certify
+        )
+        out.backward(torch.ones_like(out))
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-12, rtol=0)
+    assert grads[0].abs().sum() > 0

@@ -61,14 +61,14 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from spigot._batch import Array, as_batch, check_finite
+from spigot._batch import Array, Batch, as_batch, check_finite
 from spigot.autodiff._common import (
     check_certify,
     check_gradient,
     check_on_failure,
     check_polytope,
     check_step,
-    project_in_backward,
+    pulled_back_residual,
     take_step,
     variables_mask,
 )
@@ -153,29 +153,36 @@ class _RelaxedPointFunction(torch.autograd.Function):
             mu = ctx.mean(values, ctx.lengths)
         gamma = gradient_at(ctx.downstream, mu.to(ctx.dtype).reshape(ctx.shape)).reshape(mu.shape).to(mu.dtype)
         name = "the downstream gradient at the relaxed point"
+        rule = (ctx.step, ctx.eta, ctx.threshold)
         with torch.no_grad():
             if ctx.geometry == "euclidean":
-                moved = take_step(mu, gamma, ctx.step, ctx.eta, ctx.threshold, ctx.variables, name)
-                target = ctx.project(ctx.batch, moved)
+                grad_scores = ctx.project(ctx.batch, mu, gamma, rule, ctx.variables, name)
             else:
-                moved = take_step(values, gamma, ctx.step, ctx.eta, ctx.threshold, ctx.variables, name)
-                target = ctx.mean(moved, ctx.lengths)
-        grad_scores = mu - target
+                moved = take_step(values, gamma, *rule, ctx.variables, name)
+                grad_scores = mu - ctx.mean(moved, ctx.lengths)
         if ctx.variables is not None:
             grad_scores = grad_scores * ctx.variables
         return grad_scores.to(ctx.dtype).reshape(ctx.shape), *([None] * 9)
 
 
 class _Projector:
-    """The SPIGOT-CE target :math:`\\Pi(\\mu - \\eta\\gamma)` with ``solver``, failures per ``on_failure``."""
+    """SPIGOT-CE's surrogate :math:`\\mu - \\Pi(\\mu - \\eta_b\\gamma)` by ``solver`` (failures per ``on_failure``)."""
 
     def __init__(self, solver: Solver, polytope: Polytope, certify: bool, on_failure: str) -> None:
         self.solver, self.polytope, self.certify, self.on_failure = solver, polytope, certify, on_failure
 
-    def __call__(self, batch, target: torch.Tensor) -> torch.Tensor:
-        return project_in_backward(
-            self.solver, self.polytope, batch, target, None, self.certify, self.on_failure,
-            "SPIGOT-CE (relaxed point) backward",
+    def __call__(
+        self,
+        batch: Batch,
+        mu: torch.Tensor,
+        gamma: torch.Tensor,
+        rule: tuple[str, float, float | None],
+        variables: torch.Tensor | None,
+        name: str,
+    ) -> torch.Tensor:
+        return pulled_back_residual(
+            self.solver, self.polytope, batch, mu, gamma, rule, variables, self.certify, self.on_failure,
+            "SPIGOT-CE (relaxed point) backward", name=name,
         )
 
 
