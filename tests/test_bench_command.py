@@ -86,3 +86,21 @@ def test_bad_arguments_fail_with_a_message(argv, message, capsys):
         cli.main(["bench", *argv])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_notes_survive_a_rerun_of_their_section(tmp_path, capsys):
+    """A hand-written note (a spread over runs) stays after its section when the section is rerun."""
+    page = tmp_path / "benchmarks.md"
+    update_benchmarks_file(page, {"simplex": "## Simplex projection\n\nold"}, section_names())
+    text = page.read_text().replace(
+        "<!-- bench:simplex:end -->",
+        "<!-- bench:simplex:end -->\n\n<!-- note:simplex:begin -->\nSpread over six runs.\n<!-- note:simplex:end -->"
+        "\n\nstray text outside every marker",
+    )
+    page.write_text(text)
+    assert cli.main(["bench", "--quick", "--only", "simplex", "--output", str(page)]) == 0
+    text = page.read_text()
+    assert read_sections(text, "note") == {"simplex": "Spread over six runs."}
+    assert text.index("<!-- bench:simplex:end -->") < text.index("<!-- note:simplex:begin -->")
+    assert "stray text" not in text
+    assert "x entmax" in read_sections(text)["simplex"]

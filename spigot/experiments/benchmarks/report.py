@@ -2,9 +2,11 @@
 
 Each section sits between ``<!-- bench:NAME:begin -->`` and ``<!-- bench:NAME:end -->``;
 :func:`update_benchmarks_file` replaces the sections it is given and keeps the others (a run of
-one section leaves the rest of the file as it was; a CPU run never touches the GPU block). Text
-outside the markers is replaced by :data:`HEADER`; a section never measured yet holds its
-:data:`PLACEHOLDERS` text.
+one section leaves the rest of the file as it was; a CPU run never touches the GPU block). A
+hand-written note on a section (a run-to-run spread, a profile: figures no single run
+produces) sits between ``<!-- note:NAME:begin -->`` and ``<!-- note:NAME:end -->`` and is kept,
+right after its section, whatever is rerun. Other text outside the markers is replaced by
+:data:`HEADER`; a section never measured yet holds its :data:`PLACEHOLDERS` text.
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ and backward; goal: at most 0.5x), and replaces this paragraph with its table, n
 }
 
 
-def _markers(name: str) -> tuple[str, str]:
-    return f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+def _markers(name: str, kind: str = "bench") -> tuple[str, str]:
+    return f"<!-- {kind}:{name}:begin -->", f"<!-- {kind}:{name}:end -->"
 
 
-def read_sections(text: str) -> dict[str, str]:
-    """The marked sections of a benchmarks file, by name, in file order."""
-    found = re.finditer(r"<!-- bench:([\w-]+):begin -->\n(.*?)\n<!-- bench:\1:end -->", text, flags=re.S)
+def read_sections(text: str, kind: str = "bench") -> dict[str, str]:
+    """The marked sections (``kind="note"``: the notes) of a benchmarks file, by name, in file order."""
+    found = re.finditer(rf"<!-- {kind}:([\w-]+):begin -->\n(.*?)\n<!-- {kind}:\1:end -->", text, flags=re.S)
     return {match.group(1): match.group(2) for match in found}
 
 
@@ -57,19 +59,24 @@ def update_benchmarks_file(
 
     Sections are laid out in ``order``; a section of the old file that is not given is kept; a
     section in neither gets its text from ``placeholders`` when there is one (the GPU section's
-    "not measured yet"); names outside ``order`` are refused.
+    "not measured yet"); names outside ``order`` are refused. The old file's notes follow their
+    sections unchanged (a note on a name outside ``order`` is dropped).
     """
     unknown = sorted(set(sections) - set(order))
     if unknown:
         raise ValueError(f"unknown benchmark section(s) {unknown}; known: {list(order)}")
     path = Path(path)
-    old = read_sections(path.read_text()) if path.exists() else {}
+    old_text = path.read_text() if path.exists() else ""
+    old, notes = read_sections(old_text), read_sections(old_text, "note")
     merged = {name: sections.get(name, old.get(name, placeholders.get(name))) for name in order}
     blocks = [HEADER]
     for name, body in merged.items():
         if body is not None:
             begin, end = _markers(name)
             blocks.append(f"{begin}\n{body.strip()}\n{end}")
+        if name in notes:
+            begin, end = _markers(name, "note")
+            blocks.append(f"{begin}\n{notes[name].strip()}\n{end}")
     text = "\n\n".join(blocks) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
