@@ -13,7 +13,10 @@ downstream loss prefers. :math:`P` is the polytope (``solver="exact"``) or its r
 (``solver="relaxed"``, as in the reference implementation). The backward pass calls the
 solver's internal ``solve`` on the batch the forward pass validated and flattened (no second
 check, no reshaping), warm-started at the active set :math:`\{z\}` with weight 1 when the solver
-takes a warm start.
+takes a warm start. Where the solver applies a closed form whose polytope declares its
+residual form (:meth:`~spigot.polytopes.Polytope.residual_form`: ``HeadSelection``, so trees with
+``solver="relaxed"``), that form computes :math:`z - \Pi_P(z - \eta_b g)` in one call instead;
+on CPU tensors one compiled pass per instance.
 
 Certificates: an iterative solver (active set, Frank-Wolfe) stops on its certificate, which
 decides its success; a closed form (head selection, simplices, ...) is exact by construction
