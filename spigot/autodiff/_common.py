@@ -99,7 +99,7 @@ def take_step(
     extreme scale, the torch expression ``point - gradient_step(...)``. The two agree to
     rounding. The result is a fresh tensor the caller may overwrite.
     """
-    sizes = step_sizes(grad, step, eta, threshold, variables, name) if _compiled_step_applies(point, grad) else None
+    sizes = step_sizes(grad, step, eta, threshold, variables, name) if _matches(point, grad) else None
     if sizes is None:
         check_finite(grad, name)
         return point - gradient_step(grad, step, eta, threshold, variables)
@@ -150,15 +150,16 @@ def _kernel_rows(grad: torch.Tensor, variables: torch.Tensor | None) -> tuple[to
     return rows, variables.reshape(rows.shape[0] if per_instance else 1, rows.shape[1]).contiguous()
 
 
-def _compiled_step_applies(point: torch.Tensor, grad: torch.Tensor) -> bool:
-    """Whether :func:`take_step` runs its compiled pass: float32/float64 CPU tensors of one dtype, no autograd."""
+def _matches(point: torch.Tensor, grad: torch.Tensor) -> bool:
+    """Whether ``point`` can join ``grad`` in the compiled step: same device, dtype and shape, no autograd.
+
+    (:func:`step_sizes` decides whether ``grad`` itself can.)
+    """
     return (
-        point.device.type == "cpu"
-        and grad.device.type == "cpu"
+        point.device == grad.device
         and point.dtype == grad.dtype
-        and point.dtype in (torch.float32, torch.float64)
         and point.shape == grad.shape
-        and not (torch.is_grad_enabled() and (point.requires_grad or grad.requires_grad))
+        and not (torch.is_grad_enabled() and point.requires_grad)
     )
 
 

@@ -55,13 +55,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from spigot._batch import Array, Batch, as_batch, check_finite
+from spigot._batch import Array, as_batch, check_finite
 from spigot.autodiff._common import (
     check_certify,
     check_gradient,
@@ -156,34 +157,13 @@ class _RelaxedPointFunction(torch.autograd.Function):
         rule = (ctx.step, ctx.eta, ctx.threshold)
         with torch.no_grad():
             if ctx.geometry == "euclidean":
-                grad_scores = ctx.project(ctx.batch, mu, gamma, rule, ctx.variables, name)
+                grad_scores = ctx.project(ctx.batch, mu, gamma, rule, ctx.variables, name=name)
             else:
                 moved = take_step(values, gamma, *rule, ctx.variables, name)
                 grad_scores = mu - ctx.mean(moved, ctx.lengths)
         if ctx.variables is not None:
             grad_scores = grad_scores * ctx.variables
         return grad_scores.to(ctx.dtype).reshape(ctx.shape), *([None] * 9)
-
-
-class _Projector:
-    """SPIGOT-CE's surrogate :math:`\\mu - \\Pi(\\mu - \\eta_b\\gamma)` by ``solver`` (failures per ``on_failure``)."""
-
-    def __init__(self, solver: Solver, polytope: Polytope, certify: bool, on_failure: str) -> None:
-        self.solver, self.polytope, self.certify, self.on_failure = solver, polytope, certify, on_failure
-
-    def __call__(
-        self,
-        batch: Batch,
-        mu: torch.Tensor,
-        gamma: torch.Tensor,
-        rule: tuple[str, float, float | None],
-        variables: torch.Tensor | None,
-        name: str,
-    ) -> torch.Tensor:
-        return pulled_back_residual(
-            self.solver, self.polytope, batch, mu, gamma, rule, variables, self.certify, self.on_failure,
-            "SPIGOT-CE (relaxed point) backward", name=name,
-        )
 
 
 def spigot_ce_relaxed(
@@ -260,7 +240,10 @@ def spigot_ce_relaxed(
         return polytope.map(scores, lengths)
     downstream = check_downstream(downstream, "spigot-ce-relaxed")
     mean = _RelaxedMean(polytope, kind, resolved, on_failure, "SPIGOT-CE (relaxed point)")
-    project = _Projector(resolved, polytope, certify, on_failure)
+    project = partial(  # (batch, mu, gamma, rule, variables, name=...) -> mu - proj(mu - eta_b gamma)
+        pulled_back_residual, resolved, polytope, certify=certify, on_failure=on_failure,
+        where="SPIGOT-CE (relaxed point) backward",
+    )
     return _RelaxedPointFunction.apply(
         scores, polytope, lengths, "euclidean", step, eta, threshold, mean, project, downstream
     )
